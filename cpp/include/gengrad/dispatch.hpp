@@ -1,0 +1,22 @@
+// Run-time choice of the kernel build (SSE2 / AVX2 / AVX-512 on x86-64, portable elsewhere).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "gengrad/kernels.hpp"
+
+namespace gengrad {
+
+// The builds compiled into this library, in increasing order of preference.
+std::vector<const IsaKernels*> all_kernels();
+// The names of the builds this CPU can run.
+std::vector<std::string> supported_isas();
+// The build in use: the best one the CPU supports, or the one named by the environment
+// variable GENGRAD_ISA at import, or by select_kernels.
+const IsaKernels& kernels();
+// "auto" or a build name; throws std::invalid_argument if unknown or unsupported by the CPU.
+const IsaKernels& select_kernels(const std::string& isa);
+void set_num_threads(int n);
+bool openmp_enabled();
+
+}  // namespace gengrad

@@ -1,0 +1,81 @@
+// The contract between the ISA-independent code (dispatch, bindings) and the kernel builds.
+//
+// The kernels are compiled once per instruction set (see CMakeLists.txt); each build exports one
+// IsaKernels table and the dispatcher picks the best table the running CPU supports. Everything
+// that crosses this boundary is plain data, so no inline code is shared between builds that were
+// compiled for different instruction sets (which would let the linker pick, say, an AVX-512 copy
+// of a helper for a CPU that has only SSE2).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace gengrad {
+
+enum class ActivationKind : int32_t { piecewise_linear = 0, tanh, sigmoid, softplus, gelu, silu };
+
+// How the backward pass differentiates the activation: `exact` is the generalized derivative
+// (MATH.md §4); the others replace the activation by the approximant A_r of that family (§3).
+enum class Family : int32_t { exact = 0, cubic, sine, softplus, shifted_softplus };
+
+enum class LossKind : int32_t { squared_error = 0, cross_entropy };
+
+// A continuous piecewise-linear function with at most two kinks:
+//   a(z) = slope[1]*clamp(z, kink[0], kink[1]) + slope[0]*min(z - kink[0], 0)
+//          + slope[2]*max(z - kink[1], 0) + offset,
+// with kink[1] = +inf when there is one kink. right_sided[i] selects the generalized derivative
+// at kink[i]: the right derivative slope[i+1] (true) or the left one slope[i] (false).
+struct PiecewiseLinearParams {
+    double kink[2];
+    double slope[3];
+    double offset;
+    int32_t n_kinks;
+    bool right_sided[2];
+};
+
+struct NetSpec {
+    const int64_t* widths;  // l_0, ..., l_L
+    int64_t n_layers;       // L
+    ActivationKind activation;
+    PiecewiseLinearParams pwl;
+    LossKind loss;
+};
+
+struct Approximation {
+    Family family;
+    double r;
+};
+
+template <class T>
+struct Batch {
+    const T* X;       // (M, l_0) row-major
+    const T* Y;       // (M, l_L) row-major; may be null when only the forward pass runs
+    const T* weight;  // (M,) masses of the empirical measure
+    int64_t M;
+};
+
+template <class T>
+struct KernelTable {
+    // out: (M, l_L) row-major network outputs.
+    void (*forward)(const NetSpec&, const T* theta, const T* X, int64_t M, T* out);
+    // Returns the risk; writes the gradient of the risk of the network whose activation is
+    // differentiated as `approx` says into grad (length d) unless grad is null.
+    double (*risk_gradient)(const NetSpec&, Approximation approx, const T* theta,
+                            const Batch<T>& batch, T* grad);
+    // counts: (L-1,) exact kink hits of hidden pre-activations, per hidden layer.
+    void (*kink_counts)(const NetSpec&, const T* theta, const T* X, int64_t M, int64_t* counts);
+};
+
+struct IsaKernels {
+    const char* isa;
+    KernelTable<float> f32;
+    KernelTable<double> f64;
+};
+
+// Implemented once, in dispatch.cpp, and called by the kernels.
+// A 64-byte aligned scratch buffer owned by the calling thread, grown on demand and reused
+// across calls, so the hot path does not allocate.
+void* thread_workspace(std::size_t bytes);
+// The number of threads the kernels may use (gengrad.set_num_threads).
+int num_threads();
+
+}  // namespace gengrad

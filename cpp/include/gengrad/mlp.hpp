@@ -1,0 +1,317 @@
+// Forward and backward passes of fully-connected networks (MATH.md §1, §4).
+//
+// Activations are stored feature-major: the values of neuron i for the samples of a block lie
+// contiguously, so SIMD lanes run across samples and narrow layers (width 1, 16, ...) use full
+// vectors. Three products make a gradient, all with vectors along samples:
+//   forward   Z_k   = W_k   H_{k-1} + b_k     (axpy tiles, gemm_tile)
+//   backward  D_k-1 = W_k^T D_k  (.) a'(Z_k-1) (axpy tiles, gemm_tile)
+//   weights   dW_k += D_k H_{k-1}^T           (dot tiles over samples, dot_tile)
+// Determinism: every output element is accumulated in one fixed order that depends neither on
+// the thread count nor on the tiling. Threads split samples (forward/backward) and output rows
+// (weight gradient); the batch is cut into blocks whose size depends only on the architecture
+// and the scalar type, and block contributions are added in block order.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "gengrad/activation.hpp"
+#include "gengrad/kernels.hpp"
+#include "gengrad/layout.hpp"
+#include "gengrad/loss.hpp"
+#include "gengrad/simd.hpp"
+
+namespace gengrad {
+namespace GENGRAD_ISA_NS {
+
+// Own helpers instead of <algorithm>: a standard-library template instantiated here could be
+// merged by the linker with a copy compiled for another instruction set (isa_namespace.hpp).
+inline int64_t round_up(int64_t n, int64_t multiple) { return (n + multiple - 1) / multiple * multiple; }
+inline int64_t min_of(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t max_of(int64_t a, int64_t b) { return a > b ? a : b; }
+template <class T>
+inline void fill(T* p, int64_t n, T value) {
+    for (int64_t i = 0; i < n; ++i) p[i] = value;
+}
+
+// C(i, c..c+NV*lanes) = sum_p A(i, p) * B(p, c..), for rows i0..i0+R-1, handed to epi.
+template <class T, int R, int NV, class Epilogue>
+inline void gemm_tile(const T* A, std::ptrdiff_t a_row, std::ptrdiff_t a_col, int64_t i0,
+                      const T* B, std::ptrdiff_t ldb, int64_t c, int64_t K, const Epilogue& epi) {
+    vec<T> acc[R][NV] = {};
+    for (int64_t p = 0; p < K; ++p) {
+        vec<T> b[NV];
+        for (int v = 0; v < NV; ++v) b[v] = load(B + p * ldb + c + v * lanes<T>);
+        for (int r = 0; r < R; ++r) {
+            const T a = A[(i0 + r) * a_row + p * a_col];
+            for (int v = 0; v < NV; ++v) acc[r][v] += a * b[v];
+        }
+    }
+    for (int r = 0; r < R; ++r)
+        for (int v = 0; v < NV; ++v) epi(i0 + r, c + v * lanes<T>, acc[r][v]);
+}
+
+template <class T>
+constexpr int64_t gemm_step = kGemmVectors * lanes<T>;
+
+// All rows of C for the columns [c_begin, c_end) (multiples of gemm_step).
+template <class T, class Epilogue>
+inline void gemm_columns(const T* A, std::ptrdiff_t a_row, std::ptrdiff_t a_col, int64_t rows,
+                         int64_t K, const T* B, std::ptrdiff_t ldb, int64_t c_begin, int64_t c_end,
+                         const Epilogue& epi) {
+    int64_t i = 0;
+    for (; i + kGemmRows <= rows; i += kGemmRows)
+        for (int64_t c = c_begin; c < c_end; c += gemm_step<T>)
+            gemm_tile<T, kGemmRows, kGemmVectors>(A, a_row, a_col, i, B, ldb, c, K, epi);
+    for (; i < rows; ++i)
+        for (int64_t c = c_begin; c < c_end; c += gemm_step<T>)
+            gemm_tile<T, 1, kGemmVectors>(A, a_row, a_col, i, B, ldb, c, K, epi);
+}
+
+// C(i, j) += sum over the n (a multiple of lanes) samples of D(i, .) H(j, .).
+template <class T, int RI, int RJ>
+inline void dot_tile(const T* D, const T* H, std::ptrdiff_t ld, int64_t n, int64_t i0, int64_t j0,
+                     T* C, std::ptrdiff_t ldc) {
+    vec<T> acc[RI][RJ] = {};
+    for (int64_t m = 0; m < n; m += lanes<T>) {
+        vec<T> d[RI];
+        for (int ri = 0; ri < RI; ++ri) d[ri] = load(D + (i0 + ri) * ld + m);
+        for (int rj = 0; rj < RJ; ++rj) {
+            const vec<T> h = load(H + (j0 + rj) * ld + m);
+            for (int ri = 0; ri < RI; ++ri) acc[ri][rj] += d[ri] * h;
+        }
+    }
+    for (int ri = 0; ri < RI; ++ri)
+        for (int rj = 0; rj < RJ; ++rj) C[(i0 + ri) * ldc + j0 + rj] += hsum<T>(acc[ri][rj]);
+}
+
+template <class T, int RI>
+inline void dot_rows(const T* D, const T* H, std::ptrdiff_t ld, int64_t n, int64_t i0,
+                     int64_t cols, T* C, std::ptrdiff_t ldc) {
+    int64_t j = 0;
+    for (; j + kDotCols <= cols; j += kDotCols) dot_tile<T, RI, kDotCols>(D, H, ld, n, i0, j, C, ldc);
+    for (; j < cols; ++j) dot_tile<T, RI, 1>(D, H, ld, n, i0, j, C, ldc);
+}
+
+template <class T>
+inline T row_sum(const T* D, int64_t n) {
+    vec<T> acc{};
+    for (int64_t m = 0; m < n; m += lanes<T>) acc += load(D + m);
+    return hsum<T>(acc);
+}
+
+template <class T, class Act>
+struct HiddenEpilogue {  // z = acc + b; keep z for the backward pass and h = a(z) for the next layer
+    const T* bias;
+    T* Z;
+    T* H;
+    std::ptrdiff_t ld;
+    const Act& act;
+    void operator()(int64_t i, int64_t c, vec<T> acc) const {
+        const vec<T> z = acc + bias[i];
+        store(Z + i * ld + c, z);
+        store(H + i * ld + c, act.template value<vec<T>>(z));
+    }
+};
+
+template <class T>
+struct OutputEpilogue {
+    const T* bias;
+    T* Z;
+    std::ptrdiff_t ld;
+    void operator()(int64_t i, int64_t c, vec<T> acc) const { store(Z + i * ld + c, acc + bias[i]); }
+};
+
+template <class T, class Act>
+struct BackwardEpilogue {  // delta = (W^T delta_next) (.) a'(z), written over z
+    T* Z;
+    std::ptrdiff_t ld;
+    const Act& act;
+    void operator()(int64_t i, int64_t c, vec<T> acc) const {
+        T* z = Z + i * ld + c;
+        store(z, acc * act.template derivative<vec<T>>(load(z)));
+    }
+};
+
+// Where one block of samples lives in the workspace.
+template <class T>
+struct BlockPlan {
+    static constexpr int64_t kChunk = 64;  // columns (samples) per parallel task
+    int64_t L, block, ld;                  // ld: padded block width, a multiple of gemm_step
+    T* input;                              // X^T, l_0 x ld
+    T* Z[65];                              // Z[k] for k = 1..L: pre-activations, then deltas
+    T* H[65];                              // H[k] for k = 1..L-1; H[0] = input
+    double* losses;                        // per sample of the block
+
+    BlockPlan(const NetSpec& net, int64_t M) : L(net.n_layers) {
+        int64_t per_sample = net.widths[0] + net.widths[L];
+        for (int64_t k = 1; k < L; ++k) per_sample += 2 * net.widths[k];
+        // About 8 MiB of activations per block: enough samples to amortise the weight passes,
+        // few enough to stay in the outer caches. Depends only on the architecture and T.
+        const int64_t target = (int64_t(8) << 20) / (per_sample * int64_t(sizeof(T)));
+        block = min_of(M, max_of(kChunk, target / kChunk * kChunk));
+        ld = round_up(block, gemm_step<T>);
+        char* base = static_cast<char*>(
+            thread_workspace(size_t(per_sample * ld) * sizeof(T) + size_t(block) * sizeof(double)));
+        T* next = reinterpret_cast<T*>(base);
+        input = next;
+        next += net.widths[0] * ld;
+        H[0] = input;
+        for (int64_t k = 1; k <= L; ++k) {
+            Z[k] = next;
+            next += net.widths[k] * ld;
+            if (k < L) {
+                H[k] = next;
+                next += net.widths[k] * ld;
+            }
+        }
+        losses = reinterpret_cast<double*>(next);
+    }
+    int64_t chunks(int64_t valid) const { return (round_up(valid, gemm_step<T>) + kChunk - 1) / kChunk; }
+};
+
+// Rough multiply-adds below which a second thread costs more than it saves.
+constexpr double kParallelWork = 2e5;
+
+inline int threads_for(double multiply_adds) { return multiply_adds < kParallelWork ? 1 : num_threads(); }
+
+inline double forward_work(const NetSpec& net, int64_t columns) {
+    double work = 0;
+    for (int64_t k = 1; k <= net.n_layers; ++k) work += double(net.widths[k]) * double(net.widths[k - 1]);
+    return work * double(columns);
+}
+
+// Forward pass of the columns [c0, c1) of a block whose first sample is X row m0 with `valid`
+// real samples; the padding columns get zero inputs.
+template <class T, class Act>
+void forward_chunk(const NetSpec& net, const Act& act, const T* theta, const T* X, int64_t m0,
+                   int64_t valid, const BlockPlan<T>& plan, int64_t c0, int64_t c1) {
+    const int64_t l0 = net.widths[0], ld = plan.ld;
+    for (int64_t c = c0; c < c1; ++c)
+        for (int64_t j = 0; j < l0; ++j) plan.input[j * ld + c] = c < valid ? X[(m0 + c) * l0 + j] : T(0);
+    for (int64_t k = 1; k <= net.n_layers; ++k) {
+        const LayerOffsets lay = layer_offsets(net.widths, k);
+        const T* W = theta + lay.weight;
+        const T* b = theta + lay.bias;
+        if (k < net.n_layers)
+            gemm_columns(W, lay.cols, 1, lay.rows, lay.cols, plan.H[k - 1], ld, c0, c1,
+                         HiddenEpilogue<T, Act>{b, plan.Z[k], plan.H[k], ld, act});
+        else
+            gemm_columns(W, lay.cols, 1, lay.rows, lay.cols, plan.H[k - 1], ld, c0, c1,
+                         OutputEpilogue<T>{b, plan.Z[k], ld});
+    }
+}
+
+template <class T, class Act>
+void backward_chunk(const NetSpec& net, const Act& act, const T* theta, const BlockPlan<T>& plan,
+                    int64_t c0, int64_t c1) {
+    for (int64_t k = net.n_layers; k >= 2; --k) {
+        const LayerOffsets lay = layer_offsets(net.widths, k);
+        // D_{k-1} = W_k^T D_k: A(i, p) = W_k[p, i]
+        gemm_columns(theta + lay.weight, 1, lay.cols, lay.cols, lay.rows, plan.Z[k], plan.ld, c0, c1,
+                     BackwardEpilogue<T, Act>{plan.Z[k - 1], plan.ld, act});
+    }
+}
+
+// dW_k += D_k H_{k-1}^T and db_k += D_k 1 for all layers; tasks are row tiles of all layers.
+template <class T>
+void weight_gradient(const NetSpec& net, const BlockPlan<T>& plan, T* grad) {
+    int64_t tasks = 0;
+    for (int64_t k = 1; k <= net.n_layers; ++k) tasks += (net.widths[k] + kDotRows - 1) / kDotRows;
+    const int nt = threads_for(forward_work(net, plan.ld));
+#pragma omp parallel for schedule(dynamic) num_threads(nt) if (nt > 1)
+    for (int64_t task = 0; task < tasks; ++task) {
+        int64_t k = 1, tile = task;
+        for (int64_t t; tile >= (t = (net.widths[k] + kDotRows - 1) / kDotRows); tile -= t) ++k;
+        const LayerOffsets lay = layer_offsets(net.widths, k);
+        const int64_t i0 = tile * kDotRows;
+        T* dW = grad + lay.weight;
+        if (i0 + kDotRows <= lay.rows) {
+            dot_rows<T, kDotRows>(plan.Z[k], plan.H[k - 1], plan.ld, plan.ld, i0, lay.cols, dW, lay.cols);
+        } else {
+            for (int64_t i = i0; i < lay.rows; ++i)
+                dot_rows<T, 1>(plan.Z[k], plan.H[k - 1], plan.ld, plan.ld, i, lay.cols, dW, lay.cols);
+        }
+        for (int64_t i = i0; i < min_of(i0 + kDotRows, lay.rows); ++i)
+            grad[lay.bias + i] += row_sum(plan.Z[k] + i * plan.ld, plan.ld);
+    }
+}
+
+// The risk sum_m w_m loss(z_m, y_m) and, unless grad is null, its gradient for the network whose
+// activation policy is `act` (the generalized derivative or an approximant A_r).
+template <class T, class Act>
+double risk_gradient(const NetSpec& net, const Act& act, const T* theta, const Batch<T>& batch, T* grad) {
+    const int64_t L = net.n_layers, lL = net.widths[L];
+    BlockPlan<T> plan(net, batch.M);
+    if (grad) fill(grad, parameter_dim(net.widths, L), T(0));
+    double risk = 0;
+    for (int64_t m0 = 0; m0 < batch.M; m0 += plan.block) {
+        const int64_t valid = min_of(plan.block, batch.M - m0);
+        const int64_t n_chunks = plan.chunks(valid);
+        const int nt = threads_for(forward_work(net, plan.ld) * (grad ? 2 : 1));
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+        for (int64_t chunk = 0; chunk < n_chunks; ++chunk) {
+            const int64_t c0 = chunk * plan.kChunk;
+            const int64_t c1 = min_of(c0 + plan.kChunk, round_up(valid, gemm_step<T>));
+            forward_chunk(net, act, theta, batch.X, m0, valid, plan, c0, c1);
+            for (int64_t c = c0; c < c1; ++c) {
+                T* z = plan.Z[L] + c;
+                if (c < valid)
+                    plan.losses[c] = sample_loss(net.loss, z, plan.ld, batch.Y + (m0 + c) * lL,
+                                                 batch.weight[m0 + c], lL, grad != nullptr);
+                else
+                    for (int64_t j = 0; j < lL; ++j) z[j * plan.ld] = T(0);
+            }
+            if (grad) backward_chunk(net, act, theta, plan, c0, c1);
+        }
+        for (int64_t c = 0; c < valid; ++c) risk += double(batch.weight[m0 + c]) * plan.losses[c];
+        if (grad) weight_gradient(net, plan, grad);
+    }
+    return risk;
+}
+
+template <class T, class Act>
+void forward(const NetSpec& net, const Act& act, const T* theta, const T* X, int64_t M, T* out) {
+    const int64_t L = net.n_layers, lL = net.widths[L];
+    BlockPlan<T> plan(net, M);
+    for (int64_t m0 = 0; m0 < M; m0 += plan.block) {
+        const int64_t valid = min_of(plan.block, M - m0);
+        const int64_t n_chunks = plan.chunks(valid);
+        const int nt = threads_for(forward_work(net, plan.ld));
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+        for (int64_t chunk = 0; chunk < n_chunks; ++chunk) {
+            const int64_t c0 = chunk * plan.kChunk;
+            const int64_t c1 = min_of(c0 + plan.kChunk, round_up(valid, gemm_step<T>));
+            forward_chunk(net, act, theta, X, m0, valid, plan, c0, c1);
+            for (int64_t c = c0; c < min_of(c1, valid); ++c)
+                for (int64_t j = 0; j < lL; ++j) out[(m0 + c) * lL + j] = plan.Z[L][j * plan.ld + c];
+        }
+    }
+}
+
+template <class T, class Act>
+void kink_counts(const NetSpec& net, const Act& act, const T* theta, const T* X, int64_t M, int64_t* counts) {
+    const int64_t L = net.n_layers;
+    BlockPlan<T> plan(net, M);
+    fill(counts, L - 1, int64_t(0));
+    for (int64_t m0 = 0; m0 < M; m0 += plan.block) {
+        const int64_t valid = min_of(plan.block, M - m0);
+        const int64_t n_chunks = plan.chunks(valid);
+        const int nt = threads_for(forward_work(net, plan.ld));
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+        for (int64_t chunk = 0; chunk < n_chunks; ++chunk) {
+            const int64_t c0 = chunk * plan.kChunk;
+            const int64_t c1 = min_of(c0 + plan.kChunk, round_up(valid, gemm_step<T>));
+            forward_chunk(net, act, theta, X, m0, valid, plan, c0, c1);
+            for (int64_t k = 1; k < L; ++k) {
+                int64_t hits = 0;
+                for (int64_t i = 0; i < net.widths[k]; ++i)
+                    for (int64_t c = c0; c < min_of(c1, valid); ++c) hits += act.is_kink(plan.Z[k][i * plan.ld + c]);
+#pragma omp atomic
+                counts[k - 1] += hits;
+            }
+        }
+    }
+}
+
+}  // namespace GENGRAD_ISA_NS
+}  // namespace gengrad

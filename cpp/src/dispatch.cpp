@@ -1,0 +1,137 @@
+// Chooses the kernel build for the running CPU, and owns the per-thread workspace and the
+// thread count that the kernels use.
+#include "gengrad/dispatch.hpp"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace gengrad {
+
+#if GENGRAD_X86_KERNELS
+extern const IsaKernels kernels_sse2, kernels_avx2, kernels_avx512;
+#else
+extern const IsaKernels kernels_portable;
+#endif
+
+namespace {
+
+bool cpu_supports(const IsaKernels& k) {
+#if GENGRAD_X86_KERNELS
+    __builtin_cpu_init();
+    if (&k == &kernels_avx512) return __builtin_cpu_supports("x86-64-v4");
+    if (&k == &kernels_avx2) return __builtin_cpu_supports("x86-64-v3");
+#endif
+    (void)k;
+    return true;
+}
+
+const IsaKernels* best_supported() {
+    const IsaKernels* best = nullptr;
+    for (const IsaKernels* k : all_kernels())
+        if (cpu_supports(*k)) best = k;
+    return best;
+}
+
+const IsaKernels* initial_kernels() {
+    if (const char* forced = std::getenv("GENGRAD_ISA")) {
+        try {
+            return &select_kernels(forced);
+        } catch (const std::exception&) {
+            // An unusable GENGRAD_ISA must not make the import fail; build_info() shows the choice.
+        }
+    }
+    return best_supported();
+}
+
+std::atomic<const IsaKernels*> g_kernels{initial_kernels()};
+
+int default_threads() {
+#ifdef _OPENMP
+    return omp_get_num_procs();
+#else
+    return 1;
+#endif
+}
+
+std::atomic<int> g_threads{default_threads()};
+
+struct AlignedFree {
+    void operator()(void* p) const { std::free(p); }
+};
+
+}  // namespace
+
+std::vector<const IsaKernels*> all_kernels() {
+#if GENGRAD_X86_KERNELS
+    return {&kernels_sse2, &kernels_avx2, &kernels_avx512};
+#else
+    return {&kernels_portable};
+#endif
+}
+
+std::vector<std::string> supported_isas() {
+    std::vector<std::string> names;
+    for (const IsaKernels* k : all_kernels())
+        if (cpu_supports(*k)) names.emplace_back(k->isa);
+    return names;
+}
+
+const IsaKernels& kernels() { return *g_kernels.load(std::memory_order_relaxed); }
+
+const IsaKernels& select_kernels(const std::string& isa) {
+    if (isa == "auto") {
+        g_kernels = best_supported();
+        return kernels();
+    }
+    for (const IsaKernels* k : all_kernels()) {
+        if (isa != k->isa) continue;
+        if (!cpu_supports(*k)) throw std::invalid_argument("isa '" + isa + "' is not supported by this CPU");
+        g_kernels = k;
+        return *k;
+    }
+    std::string known;
+    for (const IsaKernels* k : all_kernels()) known += std::string(known.empty() ? "" : ", ") + k->isa;
+    throw std::invalid_argument("unknown isa '" + isa + "'; expected 'auto' or one of " + known);
+}
+
+int num_threads() { return g_threads.load(std::memory_order_relaxed); }
+
+void set_num_threads(int n) {
+    if (n < 1) throw std::invalid_argument("the number of threads must be >= 1, got " + std::to_string(n));
+    g_threads = n;
+}
+
+bool openmp_enabled() {
+#ifdef _OPENMP
+    return true;
+#else
+    return false;
+#endif
+}
+
+void* thread_workspace(std::size_t bytes) {
+    thread_local std::unique_ptr<void, AlignedFree> buffer;
+    thread_local std::size_t capacity = 0;
+    if (bytes > capacity) {
+        const std::size_t rounded = (bytes + 63) / 64 * 64;
+        buffer.reset();
+        capacity = 0;
+        void* p = std::aligned_alloc(64, rounded);
+        if (!p) throw std::bad_alloc();
+        buffer.reset(p);
+        capacity = rounded;
+    }
+    return buffer.get();
+}
+
+}  // namespace gengrad

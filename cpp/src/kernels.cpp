@@ -1,0 +1,47 @@
+// One kernel build: compiled once per instruction set with GENGRAD_ISA_NS naming it (see
+// CMakeLists.txt), exporting the table gengrad::kernels_<isa> that dispatch.cpp chooses from.
+#include "gengrad/kernels.hpp"
+#include "gengrad/mlp.hpp"
+
+#define GENGRAD_CONCAT2(a, b) a##b
+#define GENGRAD_CONCAT(a, b) GENGRAD_CONCAT2(a, b)
+
+namespace gengrad {
+namespace GENGRAD_ISA_NS {
+namespace {
+
+constexpr Approximation kExact{Family::exact, 0.0};
+
+template <class T>
+void forward_entry(const NetSpec& net, const T* theta, const T* X, int64_t M, T* out) {
+    with_activation<T>(net, kExact, [&](const auto& act) { forward(net, act, theta, X, M, out); });
+}
+
+template <class T>
+double risk_gradient_entry(const NetSpec& net, Approximation approx, const T* theta,
+                           const Batch<T>& batch, T* grad) {
+    return with_activation<T>(net, approx, [&](const auto& act) {
+        return risk_gradient(net, act, theta, batch, grad);
+    });
+}
+
+template <class T>
+void kink_counts_entry(const NetSpec& net, const T* theta, const T* X, int64_t M, int64_t* counts) {
+    with_activation<T>(net, kExact, [&](const auto& act) { kink_counts(net, act, theta, X, M, counts); });
+}
+
+template <class T>
+constexpr KernelTable<T> table() {
+    return {&forward_entry<T>, &risk_gradient_entry<T>, &kink_counts_entry<T>};
+}
+
+}  // namespace
+}  // namespace GENGRAD_ISA_NS
+
+#define GENGRAD_STRINGIFY2(x) #x
+#define GENGRAD_STRINGIFY(x) GENGRAD_STRINGIFY2(x)
+
+extern const IsaKernels GENGRAD_CONCAT(kernels_, GENGRAD_ISA_NS) = {
+    GENGRAD_STRINGIFY(GENGRAD_ISA_NS), GENGRAD_ISA_NS::table<float>(), GENGRAD_ISA_NS::table<double>()};
+
+}  // namespace gengrad

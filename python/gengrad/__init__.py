@@ -1,0 +1,37 @@
+"""gengrad: generalized gradients of fully-connected neural networks (see README.md).
+
+    >>> import numpy as np, gengrad
+    >>> net = gengrad.Network((2, 16, 1), activation="relu")
+    >>> theta = net.init(seed=0)
+    >>> risk, G = net.risk_and_gradient(theta, np.zeros((4, 2)), np.ones((4, 1)))
+"""
+from . import _core, activations, reference
+from .network import Network
+
+__version__ = "0.1.0"
+__all__ = ["Network", "activations", "reference", "build_info", "set_num_threads",
+           "get_num_threads", "select_isa"]
+
+
+def build_info() -> dict:
+    """The compiler, the instruction sets built and supported, the one in use, and threads."""
+    return dict(_core.build_info())
+
+
+def set_num_threads(n: int) -> None:
+    """Threads the core may use (default: the CPUs available). Results are bitwise identical
+    whatever the number."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be an integer, got {n!r}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    return _core.get_num_threads()
+
+
+def select_isa(isa: str = "auto") -> str:
+    """Use the kernel build for ``isa`` ("sse2", "avx2", "avx512" on x86-64, or "auto" for the
+    best this CPU supports); returns the name in use. The environment variable GENGRAD_ISA sets
+    it at import."""
+    return _core.select_isa(isa)

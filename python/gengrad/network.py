@@ -1,0 +1,282 @@
+"""Fully-connected networks on a flat parameter vector, and their generalized gradients."""
+from __future__ import annotations
+
+from numbers import Integral
+from typing import Optional, Sequence
+
+import numpy as np
+
+from . import _core, activations, reference
+
+LOSSES = ("squared_error", "cross_entropy")
+BACKENDS = ("cpp", "reference")
+INIT_SCHEMES = ("he_uniform", "glorot_uniform", "torch")
+_ACTIVATION_KINDS = {"tanh": 1, "sigmoid": 2, "softplus": 3, "gelu": 4, "silu": 5}
+_FAMILY_CODES = {"cubic": 1, "sine": 2, "softplus": 3, "shifted_softplus": 4}
+MAX_LAYERS = 64
+
+
+class Network:
+    """A fully-connected network with widths (l_0, ..., l_L) (MATH.md §1-§4).
+
+    Parameters
+    ----------
+    widths : sequence of int
+        Input width, hidden widths, output width; at least two entries, each >= 1.
+    activation : str or gengrad.activations.Activation
+        One of gengrad.activations.NAMES, or an Activation such as ``activations.leaky_relu(0.2)``.
+    convention : None, "left", "right", a number, or one number per kink
+        The generalized derivative's value at the kinks (default: PyTorch's where it uses a
+        one-sided derivative; see gengrad.activations). Values strictly between the one-sided
+        derivatives are rejected.
+    loss : "squared_error" (||z - y||^2, the default) or "cross_entropy" (softmax).
+    backend : "cpp" (the compiled core, float32 and float64) or "reference" (NumPy, float64).
+    """
+
+    def __init__(self, widths: Sequence[int], activation="relu", convention=None,
+                 loss: str = "squared_error", backend: str = "cpp"):
+        self.widths = _check_widths(widths)
+        self.activation = activations.get(activation, convention)
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        self.loss = loss
+        self.backend = backend
+        act = self.activation
+        self._core = _core.Model(
+            list(self.widths), 0 if act.piecewise_linear else _ACTIVATION_KINDS[act.name],
+            list(act.kinks), list(act.slopes), _offset(act), list(act.right_sided),
+            LOSSES.index(loss))
+        self._impl = self._core if backend == "cpp" else _ReferenceBackend(self)
+        self.layout = [tuple(layer) for layer in self._core.layout()]
+
+    @property
+    def dim(self) -> int:
+        """d = sum_k l_k (l_{k-1} + 1), the length of theta."""
+        return self._core.dim
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.widths) - 1
+
+    def __repr__(self) -> str:
+        return (f"Network(widths={self.widths}, activation={self.activation}, loss={self.loss!r}, "
+                f"backend={self.backend!r}, dim={self.dim})")
+
+    # --- parameters -------------------------------------------------------------------------
+
+    def init(self, seed: int = 0, dtype=np.float64, scheme: Optional[str] = None) -> np.ndarray:
+        """A random theta. Schemes (fan_in = l_{k-1}, fan_out = l_k):
+
+        - ``he_uniform`` (default for piecewise-linear activations): W ~ U(+-sqrt(6/fan_in)), b = 0;
+        - ``glorot_uniform`` (default for smooth ones): W ~ U(+-sqrt(6/(fan_in+fan_out))), b = 0;
+        - ``torch`` (nn.Linear's default): W and b ~ U(+-1/sqrt(fan_in)).
+
+        Drawn in float64 from numpy's PCG64 seeded with ``seed`` and rounded to ``dtype``, so
+        float32 and float64 initialisations agree to float32 rounding.
+        """
+        dtype = _float_dtype(dtype, "dtype")
+        if scheme is None:
+            scheme = "he_uniform" if self.activation.piecewise_linear else "glorot_uniform"
+        if scheme not in INIT_SCHEMES:
+            raise ValueError(f"unknown init scheme {scheme!r}; expected one of {', '.join(INIT_SCHEMES)}")
+        rng = np.random.default_rng(seed)
+        theta = np.zeros(self.dim)
+        for W, b in self.layers(theta):
+            fan_out, fan_in = W.shape
+            if scheme == "torch":
+                bound = 1.0 / np.sqrt(fan_in)
+                W[...] = rng.uniform(-bound, bound, W.shape)
+                b[...] = rng.uniform(-bound, bound, b.shape)
+            else:
+                scale = 6.0 / fan_in if scheme == "he_uniform" else 6.0 / (fan_in + fan_out)
+                W[...] = rng.uniform(-np.sqrt(scale), np.sqrt(scale), W.shape)
+        return theta.astype(dtype)
+
+    def layers(self, theta: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Views (W_k, b_k), k = 1..L, into theta: writing to them writes theta."""
+        theta = self._theta(theta)
+        return [(theta[w:w + rows * cols].reshape(rows, cols), theta[b:b + rows])
+                for w, b, rows, cols in self.layout]
+
+    def flatten(self, layers: Sequence[tuple[np.ndarray, np.ndarray]], dtype=np.float64) -> np.ndarray:
+        """The theta whose layers are ``layers`` (the inverse of ``layers``)."""
+        dtype = _float_dtype(dtype, "dtype")
+        if len(layers) != self.n_layers:
+            raise ValueError(f"layers must hold {self.n_layers} (W, b) pairs, got {len(layers)}")
+        theta = np.empty(self.dim, dtype)
+        for k, ((W, b), (Wv, bv)) in enumerate(zip(layers, self.layers(theta)), start=1):
+            for name, given, view in ((f"W_{k}", W, Wv), (f"b_{k}", b, bv)):
+                given = np.asarray(given)
+                if given.shape != view.shape:
+                    raise ValueError(f"{name} must have shape {view.shape}, got {given.shape}")
+                view[...] = given
+        return theta
+
+    # --- the operations every backend implements -----------------------------------------
+
+    def forward(self, theta, X) -> np.ndarray:
+        """The network outputs z^L for the rows of X, shape (M, l_L)."""
+        theta = self._theta(theta)
+        return self._impl.forward(theta, self._X(X, theta.dtype))
+
+    def risk(self, theta, X, Y, sample_weight=None) -> float:
+        """L(theta) = sum_m w_m loss(z^L(x_m), y_m), with w_m = 1/M unless sample_weight is given."""
+        return self._risk_gradient(theta, X, Y, sample_weight, 0, 0.0, False, None)[0]
+
+    def risk_and_gradient(self, theta, X, Y, sample_weight=None, out=None):
+        """(L(theta), G(theta)): the risk and its generalized gradient (MATH.md §4).
+
+        ``out``, if given, is a writeable C-contiguous array of shape (dim,) and theta's dtype
+        that receives G.
+        """
+        return self._risk_gradient(theta, X, Y, sample_weight, 0, 0.0, True, out)
+
+    def gradient(self, theta, X, Y, sample_weight=None, out=None) -> np.ndarray:
+        """G(theta), the generalized gradient of the risk."""
+        return self.risk_and_gradient(theta, X, Y, sample_weight, out)[1]
+
+    def approx_gradient(self, theta, X, Y, r: float, family: str = "cubic", sample_weight=None,
+                        out=None) -> np.ndarray:
+        """grad L_r(theta): the gradient of the risk of the network whose activation is replaced
+        by the approximant A_r of ``family`` (gengrad.activations.FAMILIES; MATH.md §3)."""
+        activations.check_family(family)
+        r = _positive(r, "r")
+        return self._risk_gradient(theta, X, Y, sample_weight, _FAMILY_CODES[family], r, True, out)[1]
+
+    def kink_counts(self, theta, X) -> np.ndarray:
+        """Per hidden layer, the number of (sample, neuron) pairs whose pre-activation is exactly
+        at a kink of the activation (MATH.md §6)."""
+        theta = self._theta(theta)
+        return self._impl.kink_counts(theta, self._X(X, theta.dtype))
+
+    # --- argument preparation: types and conversions; sizes and values are checked in C++ --
+
+    def _risk_gradient(self, theta, X, Y, sample_weight, family, r, want_gradient, out):
+        theta = self._theta(theta)
+        X = self._X(X, theta.dtype)
+        Y = self._Y(Y, theta.dtype, len(X))
+        if sample_weight is None:
+            weight = np.full(len(X), 1.0 / max(len(X), 1), dtype=theta.dtype)
+        else:
+            weight = _array(sample_weight, "sample_weight", theta.dtype)
+        return self._impl.risk_gradient(theta, X, Y, weight, family, r, want_gradient, out)
+
+    def _theta(self, theta) -> np.ndarray:
+        if isinstance(theta, np.ndarray):
+            _float_dtype(theta.dtype, "theta")
+            return np.ascontiguousarray(theta)
+        return _array(theta, "theta", np.float64)
+
+    def _X(self, X, dtype) -> np.ndarray:
+        return _array(X, "X", dtype)
+
+    def _Y(self, Y, dtype, M: int) -> np.ndarray:
+        out_width = self.widths[-1]
+        if self.loss == "cross_entropy" and isinstance(Y, np.ndarray) and Y.ndim == 1 and Y.dtype.kind in "iu":
+            if len(Y) and (Y.min() < 0 or Y.max() >= out_width):
+                raise ValueError(f"Y holds class labels, which must lie in [0, {out_width}), "
+                                 f"got labels from {Y.min()} to {Y.max()}")
+            return np.eye(out_width, dtype=dtype)[Y]
+        Y = _array(Y, "Y", dtype)
+        if Y.ndim == 1 and out_width == 1:
+            Y = Y.reshape(-1, 1)
+        return Y
+
+
+class _ReferenceBackend:
+    """The NumPy reference behind the Network interface (float64 only)."""
+
+    def __init__(self, net: Network):
+        self.net = net
+
+    def _check(self, theta):
+        if theta.dtype != np.float64:
+            raise TypeError("the reference backend computes in float64; theta has dtype "
+                            f"{theta.dtype}")
+        return self.net.widths, self.net.activation
+
+    def forward(self, theta, X):
+        widths, act = self._check(theta)
+        return reference.forward(theta, widths, act, X)
+
+    def risk_gradient(self, theta, X, Y, weight, family, r, want_gradient, out):
+        widths, act = self._check(theta)
+        # The compiled core validates sizes and values even here, so both backends reject the
+        # same inputs with the same messages.
+        self.net._core.risk_gradient(theta, X, Y, weight, 0, 0.0, False, None)
+        kwargs = dict(loss=self.net.loss, sample_weight=weight)
+        risk = reference.risk(theta, widths, act, X, Y, **kwargs)
+        if not want_gradient:
+            return risk, None
+        if family == 0:
+            grad = reference.generalized_gradient(theta, widths, act, X, Y, **kwargs)
+        else:
+            name = next(n for n, code in _FAMILY_CODES.items() if code == family)
+            grad = reference.approx_gradient(theta, widths, act, X, Y, r, name, **kwargs)
+        if out is not None:
+            out[...] = grad
+            grad = out
+        return risk, grad
+
+    def kink_counts(self, theta, X):
+        widths, act = self._check(theta)
+        self.net._core.kink_counts(theta, X)
+        return reference.kink_counts(theta, widths, act, X)
+
+
+def _offset(act: activations.Activation) -> float:
+    """The constant of the piecewise-linear form used by the core (kernels.hpp)."""
+    if not act.piecewise_linear or not act.kinks:
+        return 0.0
+    return act.value_at_first_kink - act.slopes[1] * act.kinks[0]
+
+
+def _check_widths(widths) -> tuple[int, ...]:
+    try:
+        widths = tuple(widths)
+    except TypeError:
+        raise TypeError(f"widths must be a sequence of integers, got {type(widths).__name__}") from None
+    if not 2 <= len(widths) <= MAX_LAYERS + 1:
+        raise ValueError(f"widths must list 2 to {MAX_LAYERS + 1} layer widths (input, hidden..., "
+                         f"output), got {len(widths)}")
+    for w in widths:
+        if isinstance(w, bool) or not isinstance(w, Integral):
+            raise TypeError(f"widths must be integers, got {w!r}")
+        if w < 1:
+            raise ValueError(f"every width must be >= 1, got widths={widths}")
+    return tuple(int(w) for w in widths)
+
+
+def _float_dtype(dtype, name: str) -> np.dtype:
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype!r}") from None
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name} must have dtype float32 or float64, got {dtype}")
+    return dtype
+
+
+def _array(value, name: str, dtype) -> np.ndarray:
+    """value as a C-contiguous array of ``dtype``; arrays of another dtype are refused rather
+    than silently converted (a float64 X with a float32 theta is usually a mistake)."""
+    if isinstance(value, np.ndarray):
+        if value.dtype != dtype:
+            raise TypeError(f"{name} has dtype {value.dtype} but theta has dtype {np.dtype(dtype)}; "
+                            f"convert it with {name}.astype(np.{np.dtype(dtype)})")
+        return np.ascontiguousarray(value)
+    try:
+        return np.ascontiguousarray(value, dtype=dtype)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be an array of numbers: {error}") from None
+
+
+def _positive(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a positive number, got {value!r}")
+    value = float(value)
+    if not (value > 0 and np.isfinite(value)):
+        raise ValueError(f"{name} must be a positive finite number, got {value}")
+    return value
