@@ -1,0 +1,174 @@
+"""Bad input gets a TypeError/ValueError that names the argument; nothing crashes."""
+import numpy as np
+import pytest
+
+import gengrad
+from gengrad import activations
+
+WIDTHS = (3, 4, 2)
+
+
+@pytest.fixture
+def problem():
+    net = gengrad.Network(WIDTHS)
+    rng = np.random.default_rng(0)
+    return net, net.init(0), rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+
+
+@pytest.mark.parametrize("widths,error,match", [
+    ((3,), ValueError, "widths"), ((), ValueError, "widths"), ((3, 0, 2), ValueError, "width"),
+    ((3, -1, 2), ValueError, "width"), ((3, 2.5, 2), TypeError, "integers"), (5, TypeError, "widths"),
+    ((2,) * 67, ValueError, "widths"), ((3, True, 2), TypeError, "integers"),
+])
+def test_bad_widths(widths, error, match):
+    with pytest.raises(error, match=match):
+        gengrad.Network(widths)
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(activation="relu7"), ValueError, "unknown activation"),
+    (dict(activation=3), TypeError, "activation"),
+    (dict(activation="clip"), ValueError, "bounds"),
+    (dict(activation="relu", convention=0.5), ValueError, "strictly between|one-sided"),
+    (dict(activation="relu", convention=2.0), ValueError, "one-sided"),
+    (dict(activation="abs", convention=0.0), ValueError, "limiting Frechet"),
+    (dict(activation="hardtanh", convention=(0.0,)), ValueError, "2 value"),
+    (dict(activation="relu", convention="middle"), ValueError, "convention"),
+    (dict(activation="relu", convention=float("nan")), ValueError, "convention"),
+    (dict(activation="tanh", convention=0.0), ValueError, "no kinks"),
+    (dict(loss="hinge"), ValueError, "unknown loss"),
+    (dict(backend="gpu"), ValueError, "unknown backend"),
+])
+def test_bad_network_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        gengrad.Network(WIDTHS, **kwargs)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: activations.leaky_relu(float("inf")), "alpha"),
+    (lambda: activations.leaky_relu(1.0), "alpha"),
+    (lambda: activations.hardtanh(1.0, -1.0), "lo < hi"),
+    (lambda: activations.clip(0.0, "1"), "hi"),
+])
+def test_bad_activation_parameters(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+@pytest.mark.parametrize("method", ["risk", "risk_and_gradient", "gradient"])
+def test_bad_shapes_name_the_argument(problem, method):
+    net, theta, X, Y = problem
+    call = getattr(net, method)
+    cases = [
+        ((theta[:-1], X, Y), "theta must have shape \\(26,\\)"),
+        ((theta, X[:, :2], Y), "X must have shape \\(M, 3\\)"),
+        ((theta, X[0], Y), "X must have shape"),
+        ((theta, X, Y[:4]), "Y must have shape \\(5, 2\\)"),
+        ((theta, X, Y[:, :1]), "Y must have shape"),
+        ((theta, X[:0], Y[:0]), "at least one sample"),
+    ]
+    for args, match in cases:
+        with pytest.raises(ValueError, match=match):
+            call(*args)
+    with pytest.raises(ValueError, match="sample_weight must have shape"):
+        call(theta, X, Y, sample_weight=np.ones(4))
+    with pytest.raises(ValueError, match="sample_weight must be non-negative"):
+        call(theta, X, Y, sample_weight=-np.ones(5))
+
+
+@pytest.mark.parametrize("name", ["theta", "X", "Y", "sample_weight"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_and_inf_are_refused(problem, name, bad):
+    net, theta, X, Y = problem
+    args = dict(theta=theta.copy(), X=X.copy(), Y=Y.copy(), sample_weight=np.full(5, 0.2))
+    args[name].flat[1] = bad
+    with pytest.raises(ValueError, match=f"{name} contains NaN or Inf"):
+        net.risk_and_gradient(args["theta"], args["X"], args["Y"], sample_weight=args["sample_weight"])
+    if name in ("theta", "X"):
+        with pytest.raises(ValueError, match=f"{name} contains NaN or Inf"):
+            net.forward(args["theta"], args["X"])
+        with pytest.raises(ValueError, match=f"{name} contains NaN or Inf"):
+            net.kink_counts(args["theta"], args["X"])
+
+
+def test_wrong_dtypes_are_refused_not_converted(problem):
+    net, theta, X, Y = problem
+    with pytest.raises(TypeError, match="X has dtype float32 but theta has dtype float64"):
+        net.risk(theta, X.astype(np.float32), Y)
+    with pytest.raises(TypeError, match="Y has dtype int64"):
+        net.risk(theta, X, Y.astype(np.int64))
+    with pytest.raises(TypeError, match="theta must have dtype float32 or float64"):
+        net.risk(theta.astype(np.int32), X, Y)
+    with pytest.raises(TypeError, match="theta must have dtype float32 or float64"):
+        net.forward(theta.astype(np.float16), X.astype(np.float16))
+    with pytest.raises(TypeError, match="X must be an array of numbers"):
+        net.forward(theta, [["a", "b", "c"]])
+    with pytest.raises(TypeError, match="dtype"):
+        net.init(dtype=np.int64)
+    with pytest.raises(TypeError, match="the reference backend computes in float64"):
+        gengrad.Network(WIDTHS, backend="reference").risk(theta.astype(np.float32), X.astype(np.float32), Y.astype(np.float32))
+
+
+def test_non_contiguous_and_read_only_inputs_are_read_correctly(problem):
+    net, theta, X, Y = problem
+    expected = net.risk_and_gradient(theta, X, Y)
+    wide = np.zeros((5, 6))
+    wide[:, ::2] = X
+    frozen = theta.copy()
+    frozen.flags.writeable = False
+    risk, G = net.risk_and_gradient(frozen, wide[:, ::2], np.asfortranarray(Y))
+    assert risk == expected[0] and np.array_equal(G, expected[1])
+
+
+def test_out_must_be_a_writeable_contiguous_array_of_the_right_kind(problem):
+    net, theta, X, Y = problem
+    out = np.empty(net.dim)
+    assert net.gradient(theta, X, Y, out=out) is out
+    assert np.array_equal(out, net.gradient(theta, X, Y))
+    read_only = np.empty(net.dim)
+    read_only.flags.writeable = False
+    cases = [
+        (read_only, ValueError, "out must be writeable"),
+        (np.empty(2 * net.dim)[::2], ValueError, "out must be C-contiguous"),
+        (np.empty(net.dim - 1), ValueError, "out must have shape"),
+        (np.empty(net.dim, np.float32), TypeError, "out must be a numpy array with the dtype of theta"),
+        (theta, ValueError, "out must not share memory"),
+        ([0.0] * net.dim, TypeError, "out"),
+    ]
+    for out, error, match in cases:
+        with pytest.raises(error, match=match):
+            net.gradient(theta, X, Y, out=out)
+
+
+def test_approx_gradient_arguments(problem):
+    net, theta, X, Y = problem
+    for r in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="r must be a positive finite number"):
+            net.approx_gradient(theta, X, Y, r)
+    with pytest.raises(TypeError, match="r must be a positive number"):
+        net.approx_gradient(theta, X, Y, "10")
+    with pytest.raises(ValueError, match="unknown approximant family"):
+        net.approx_gradient(theta, X, Y, 10.0, family="quadratic")
+
+
+def test_cross_entropy_labels(problem):
+    _, theta, X, _ = problem
+    net = gengrad.Network(WIDTHS, loss="cross_entropy")
+    labels = np.array([0, 1, 1, 0, 1])
+    assert net.risk(theta, X, labels) == net.risk(theta, X, np.eye(2)[labels])
+    with pytest.raises(ValueError, match="class labels"):
+        net.risk(theta, X, np.array([0, 1, 2, 0, 1]))
+
+
+def test_threads_and_isa_arguments():
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        gengrad.set_num_threads(0)
+    with pytest.raises(TypeError):
+        gengrad.set_num_threads(1.5)
+    with pytest.raises(ValueError, match="unknown isa"):
+        gengrad.select_isa("neon9")
+    info = gengrad.build_info()
+    assert info["isa"] in info["isas_supported"] and info["threads"] >= 1
+    for isa in set(info["isas_built"]) - set(info["isas_supported"]):
+        with pytest.raises(ValueError, match="not supported by this CPU"):
+            gengrad.select_isa(isa)
