@@ -212,12 +212,13 @@ void backward_chunk(const NetSpec& net, const Act& act, const T* theta, const Bl
     }
 }
 
-// dW_k += D_k H_{k-1}^T and db_k += D_k 1 for all layers; tasks are row tiles of all layers.
+// dW_k += D_k H_{k-1}^T and db_k += D_k 1 over the first `columns` samples of the block (the
+// rest holds a previous block's values); tasks are row tiles of all layers.
 template <class T>
-void weight_gradient(const NetSpec& net, const BlockPlan<T>& plan, T* grad) {
+void weight_gradient(const NetSpec& net, const BlockPlan<T>& plan, int64_t columns, T* grad) {
     int64_t tasks = 0;
     for (int64_t k = 1; k <= net.n_layers; ++k) tasks += (net.widths[k] + kDotRows - 1) / kDotRows;
-    const int nt = threads_for(forward_work(net, plan.ld));
+    const int nt = threads_for(forward_work(net, columns));
 #pragma omp parallel for schedule(dynamic) num_threads(nt) if (nt > 1)
     for (int64_t task = 0; task < tasks; ++task) {
         int64_t k = 1, tile = task;
@@ -226,13 +227,13 @@ void weight_gradient(const NetSpec& net, const BlockPlan<T>& plan, T* grad) {
         const int64_t i0 = tile * kDotRows;
         T* dW = grad + lay.weight;
         if (i0 + kDotRows <= lay.rows) {
-            dot_rows<T, kDotRows>(plan.Z[k], plan.H[k - 1], plan.ld, plan.ld, i0, lay.cols, dW, lay.cols);
+            dot_rows<T, kDotRows>(plan.Z[k], plan.H[k - 1], plan.ld, columns, i0, lay.cols, dW, lay.cols);
         } else {
             for (int64_t i = i0; i < lay.rows; ++i)
-                dot_rows<T, 1>(plan.Z[k], plan.H[k - 1], plan.ld, plan.ld, i, lay.cols, dW, lay.cols);
+                dot_rows<T, 1>(plan.Z[k], plan.H[k - 1], plan.ld, columns, i, lay.cols, dW, lay.cols);
         }
         for (int64_t i = i0; i < min_of(i0 + kDotRows, lay.rows); ++i)
-            grad[lay.bias + i] += row_sum(plan.Z[k] + i * plan.ld, plan.ld);
+            grad[lay.bias + i] += row_sum(plan.Z[k] + i * plan.ld, columns);
     }
 }
 
@@ -264,7 +265,7 @@ double risk_gradient(const NetSpec& net, const Act& act, const T* theta, const B
             if (grad) backward_chunk(net, act, theta, plan, c0, c1);
         }
         for (int64_t c = 0; c < valid; ++c) risk += double(batch.weight[m0 + c]) * plan.losses[c];
-        if (grad) weight_gradient(net, plan, grad);
+        if (grad) weight_gradient(net, plan, round_up(valid, gemm_step<T>), grad);
     }
     return risk;
 }
