@@ -1,7 +1,7 @@
-// The one SIMD abstraction of the kernels: GCC/Clang vector extensions of a fixed logical width
-// of 64 bytes (16 floats, 8 doubles). The compiler lowers one logical vector to one zmm register
-// (AVX-512), two ymm (AVX2) or four xmm (SSE2), so one source serves every build in
-// CMakeLists.txt; the tile shapes below are chosen per build to fit its register file.
+// The one SIMD abstraction of the kernels: GCC/Clang vector extensions as wide as the registers
+// of the build's instruction set (64 bytes for AVX-512, 32 for AVX2, 16 for SSE2), so one
+// source serves every build in CMakeLists.txt. (Wider-than-register vectors are lowered
+// piecewise by GCC and ran 5-10x slower here.) The tile shapes below fit each register file.
 #pragma once
 #include <cstring>
 
@@ -10,7 +10,16 @@
 namespace gengrad {
 namespace GENGRAD_ISA_NS {
 
-constexpr int kVectorBytes = 64;
+
+// Register tiles (see mlp.hpp): kGemmRows x kGemmVectors vector accumulators for the
+// forward/backward products, kDotRows x kDotCols for the weight-gradient dot products.
+#if defined(__AVX512F__)
+constexpr int kVectorBytes = 64, kGemmRows = 6, kGemmVectors = 2, kDotRows = 4, kDotCols = 3;
+#elif defined(__AVX2__)
+constexpr int kVectorBytes = 32, kGemmRows = 6, kGemmVectors = 2, kDotRows = 3, kDotCols = 3;
+#else
+constexpr int kVectorBytes = 16, kGemmRows = 6, kGemmVectors = 2, kDotRows = 3, kDotCols = 3;
+#endif
 
 // (An alias template cannot carry vector_size on a dependent type, hence the specialisations.)
 template <class T>
@@ -72,18 +81,6 @@ template <class T, class F>
 inline T map_lanes(T x, F f) {
     return f(x);
 }
-
-// Register tiles (see mlp.hpp): GEMM_ROWS x GEMM_VECTORS logical vectors of accumulators for
-// the forward/backward products, DOT_ROWS x DOT_COLS for the weight-gradient products.
-#if defined(__AVX512F__)
-constexpr int kGemmRows = 6, kGemmVectors = 2, kDotRows = 4, kDotCols = 3;
-#elif defined(__AVX2__)
-constexpr int kGemmRows = 6, kGemmVectors = 1, kDotRows = 2, kDotCols = 2;
-#elif defined(__SSE2__)
-constexpr int kGemmRows = 3, kGemmVectors = 1, kDotRows = 1, kDotCols = 2;
-#else
-constexpr int kGemmRows = 4, kGemmVectors = 1, kDotRows = 2, kDotCols = 2;
-#endif
 
 }  // namespace GENGRAD_ISA_NS
 }  // namespace gengrad
