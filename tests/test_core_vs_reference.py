@@ -35,6 +35,8 @@ def test_float64_matches_reference_on_random_data(activation, convention, loss, 
         assert relative_error(risk, reference.risk(theta, w, act, X, Y, **kw)) <= 1e-12
         assert relative_error(G, reference.generalized_gradient(theta, w, act, X, Y, **kw)) <= 1e-12
         assert relative_error(net.forward(theta, X), reference.forward(theta, w, act, X)) <= 1e-12
+        for z, z_ref in zip(net.pre_activations(theta, X), reference.pre_activations(theta, w, act, X), strict=True):
+            assert relative_error(z, z_ref) <= 1e-12
         assert np.array_equal(net.kink_counts(theta, X), reference.kink_counts(theta, w, act, X))
 
 
@@ -47,6 +49,10 @@ def test_float64_matches_reference_at_exact_kinks(activation, convention, loss, 
         theta, X, Y = kink_problem(widths, M, seed=100 + case, loss=loss)
         counts = net.kink_counts(theta, X)
         assert np.array_equal(counts, reference.kink_counts(theta, w, act, X))
+        for z, z_ref in zip(net.pre_activations(theta, X), reference.pre_activations(theta, w, act, X), strict=True):
+            if net.activation.piecewise_linear:  # integer data and dyadic slopes: exact arithmetic
+                assert np.array_equal(z, z_ref)
+            assert relative_error(z, z_ref) <= 1e-12
         hits += counts.sum()
         risk, G = net.risk_and_gradient(theta, X, Y)
         assert relative_error(risk, reference.risk(theta, w, act, X, Y, loss=loss)) <= 1e-12

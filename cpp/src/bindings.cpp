@@ -120,17 +120,22 @@ public:
         return out;
     }
 
-    py::object forward(const py::array& theta, const py::array& X) const {
+    // Pre-activations of layers first..L, sample-major (first = L: the outputs).
+    py::object pre_activations(const py::array& theta, const py::array& X, int64_t first) const {
+        if (first < 1 || first > spec_.n_layers)
+            throw py::value_error("first must be a layer between 1 and " + std::to_string(spec_.n_layers));
+        int64_t row = 0;
+        for (int64_t k = first; k <= spec_.n_layers; ++k) row += widths_[k];
         return dispatch(theta, [&](auto zero) {
             using T = decltype(zero);
             auto th = checked<T>(theta, "theta", {dim_});
             auto x = checked<T>(X, "X", {-1, widths_.front()});
             const int64_t M = x.shape(0);
-            py::array_t<T> out({M, widths_.back()});
+            py::array_t<T> out({M, row});
             T* out_data = out.mutable_data();
             {
                 py::gil_scoped_release release;
-                table<T>().forward(spec_, th.data(), x.data(), M, out_data);
+                table<T>().pre_activations(spec_, th.data(), x.data(), M, first, out_data);
             }
             return py::object(out);
         });
@@ -215,7 +220,7 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("dim", &Model::dim)
         .def_property_readonly("widths", &Model::widths)
         .def("layout", &Model::layout)
-        .def("forward", &Model::forward, py::arg("theta"), py::arg("X"))
+        .def("pre_activations", &Model::pre_activations, py::arg("theta"), py::arg("X"), py::arg("first"))
         .def("risk_gradient", &Model::risk_gradient, py::arg("theta"), py::arg("X"), py::arg("Y"),
              py::arg("sample_weight"), py::arg("family"), py::arg("r"), py::arg("want_gradient"), py::arg("out"))
         .def("kink_counts", &Model::kink_counts, py::arg("theta"), py::arg("X"));

@@ -13,8 +13,8 @@ namespace {
 constexpr Approximation kExact{Family::exact, 0.0};
 
 template <class T>
-void forward_entry(const NetSpec& net, const T* theta, const T* X, int64_t M, T* out) {
-    with_activation<T>(net, kExact, [&](const auto& act) { forward(net, act, theta, X, M, out); });
+void pre_activations_entry(const NetSpec& net, const T* theta, const T* X, int64_t M, int64_t first, T* out) {
+    with_activation<T>(net, kExact, [&](const auto& act) { pre_activations(net, act, theta, X, M, first, out); });
 }
 
 template <class T>
@@ -32,7 +32,7 @@ void kink_counts_entry(const NetSpec& net, const T* theta, const T* X, int64_t M
 
 template <class T>
 constexpr KernelTable<T> table() {
-    return {&forward_entry<T>, &risk_gradient_entry<T>, &kink_counts_entry<T>};
+    return {&pre_activations_entry<T>, &risk_gradient_entry<T>, &kink_counts_entry<T>};
 }
 
 }  // namespace

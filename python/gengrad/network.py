@@ -119,7 +119,15 @@ class Network:
     def forward(self, theta, X) -> np.ndarray:
         """The network outputs z^L for the rows of X, shape (M, l_L)."""
         theta = self._theta(theta)
-        return self._impl.forward(theta, self._X(X, theta.dtype))
+        return self._impl.pre_activations(theta, self._X(X, theta.dtype), self.n_layers)
+
+    def pre_activations(self, theta, X) -> list[np.ndarray]:
+        """[z^1, ..., z^L]: the pre-activations of every layer, z^k of shape (M, l_k) (views
+        into one array); z^L is the output. The switching functions of the gradient flow."""
+        theta = self._theta(theta)
+        Z = self._impl.pre_activations(theta, self._X(X, theta.dtype), 1)
+        ends = np.cumsum(self.widths[1:])
+        return [Z[:, end - width:end] for end, width in zip(ends, self.widths[1:])]
 
     def risk(self, theta, X, Y, sample_weight=None) -> float:
         """L(theta) = sum_m w_m loss(z^L(x_m), y_m), with w_m = 1/M unless sample_weight is given."""
@@ -197,9 +205,10 @@ class _ReferenceBackend:
                             f"{theta.dtype}")
         return self.net.widths, self.net.activation
 
-    def forward(self, theta, X):
+    def pre_activations(self, theta, X, first):
         widths, act = self._check(theta)
-        return reference.forward(theta, widths, act, X)
+        self.net._core.pre_activations(theta, X, first)
+        return np.hstack(reference.pre_activations(theta, widths, act, X)[first - 1:])
 
     def risk_gradient(self, theta, X, Y, weight, family, r, want_gradient, out):
         widths, act = self._check(theta)

@@ -55,8 +55,9 @@ struct Batch {
 
 template <class T>
 struct KernelTable {
-    // out: (M, l_L) row-major network outputs.
-    void (*forward)(const NetSpec&, const T* theta, const T* X, int64_t M, T* out);
+    // out: (M, l_first + ... + l_L) row-major: the pre-activations z^k of layers k = first..L
+    // (first = L: the network outputs).
+    void (*pre_activations)(const NetSpec&, const T* theta, const T* X, int64_t M, int64_t first, T* out);
     // Returns the risk; writes the gradient of the risk of the network whose activation is
     // differentiated as `approx` says into grad (length d) unless grad is null.
     double (*risk_gradient)(const NetSpec&, Approximation approx, const T* theta,

@@ -270,9 +270,14 @@ double risk_gradient(const NetSpec& net, const Act& act, const T* theta, const B
     return risk;
 }
 
+// The pre-activations z^k of layers k = first..L for every sample, written sample-major:
+// row m of out is (z^first_m, ..., z^L_m). first = L gives the network outputs.
 template <class T, class Act>
-void forward(const NetSpec& net, const Act& act, const T* theta, const T* X, int64_t M, T* out) {
-    const int64_t L = net.n_layers, lL = net.widths[L];
+void pre_activations(const NetSpec& net, const Act& act, const T* theta, const T* X, int64_t M,
+                     int64_t first, T* out) {
+    const int64_t L = net.n_layers;
+    int64_t row = 0;
+    for (int64_t k = first; k <= L; ++k) row += net.widths[k];
     BlockPlan<T> plan(net, M);
     for (int64_t m0 = 0; m0 < M; m0 += plan.block) {
         const int64_t valid = min_of(plan.block, M - m0);
@@ -283,8 +288,11 @@ void forward(const NetSpec& net, const Act& act, const T* theta, const T* X, int
             const int64_t c0 = chunk * plan.kChunk;
             const int64_t c1 = min_of(c0 + plan.kChunk, round_up(valid, gemm_step<T>));
             forward_chunk(net, act, theta, X, m0, valid, plan, c0, c1);
-            for (int64_t c = c0; c < min_of(c1, valid); ++c)
-                for (int64_t j = 0; j < lL; ++j) out[(m0 + c) * lL + j] = plan.Z[L][j * plan.ld + c];
+            for (int64_t c = c0; c < min_of(c1, valid); ++c) {
+                T* dst = out + (m0 + c) * row;
+                for (int64_t k = first; k <= L; ++k)
+                    for (int64_t j = 0; j < net.widths[k]; ++j) *dst++ = plan.Z[k][j * plan.ld + c];
+            }
         }
     }
 }
