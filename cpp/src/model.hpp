@@ -1,0 +1,215 @@
+// The Python-facing model: checks of sizes and values, dtype dispatch, GIL release around the
+// kernels. Shared by the binding translation units; no mathematics here.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "gengrad/checks.hpp"
+#include "gengrad/dispatch.hpp"
+#include "gengrad/layout.hpp"
+
+namespace gengrad {
+namespace python {
+
+namespace py = pybind11;
+using portable::first_non_finite;
+using portable::layer_offsets;
+using portable::parameter_dim;
+
+inline std::string shape_text(const std::vector<int64_t>& shape) {
+    std::string text = "(";
+    for (size_t i = 0; i < shape.size(); ++i) {
+        text += shape[i] < 0 ? std::string("M") : std::to_string(shape[i]);
+        if (i + 1 < shape.size() || shape.size() == 1) text += ", ";
+    }
+    if (shape.size() == 1) text.resize(text.size() - 1);
+    return text + ")";
+}
+
+// The array `obj` as a C-contiguous array of T with the expected shape (-1: any extent),
+// holding only finite values; otherwise a TypeError/ValueError naming the argument.
+template <class T>
+py::array_t<T> checked(const py::handle& obj, const char* name, const std::vector<int64_t>& shape) {
+    if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be a numpy array");
+    auto array = py::reinterpret_borrow<py::array>(obj);
+    if (!array.dtype().is(py::dtype::of<T>()))
+        throw py::type_error(std::string(name) + " must have dtype " +
+                             py::str(py::dtype::of<T>()).cast<std::string>() + " (the dtype of theta), got " +
+                             py::str(array.dtype()).cast<std::string>());
+    std::vector<int64_t> actual(array.shape(), array.shape() + array.ndim());
+    bool ok = actual.size() == shape.size();
+    for (size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] < 0 || shape[i] == actual[i];
+    if (!ok) throw py::value_error(std::string(name) + " must have shape " + shape_text(shape) + ", got " + shape_text(actual));
+    if (!(array.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");
+    auto typed = py::reinterpret_borrow<py::array_t<T>>(array);
+    const int64_t bad = first_non_finite(typed.data(), int64_t(typed.size()));
+    if (bad >= 0)
+        throw py::value_error(std::string(name) + " contains NaN or Inf (first at flat index " + std::to_string(bad) + ")");
+    return typed;
+}
+
+inline bool overlaps(const py::array& a, const py::array& b) {
+    const char* a0 = static_cast<const char*>(a.data());
+    const char* b0 = static_cast<const char*>(b.data());
+    return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
+}
+
+template <class T>
+const gengrad::KernelTable<T>& table() {
+    if constexpr (sizeof(T) == 4) return gengrad::kernels().f32;
+    else return gengrad::kernels().f64;
+}
+
+// Calls f(T{}) with T the scalar type of theta.
+template <class F>
+auto dispatch(const py::array& theta, F&& f) {
+    if (theta.dtype().is(py::dtype::of<float>())) return f(float(0));
+    if (theta.dtype().is(py::dtype::of<double>())) return f(double(0));
+    throw py::type_error("theta must have dtype float32 or float64, got " + py::str(theta.dtype()).cast<std::string>());
+}
+
+class Model {
+public:
+    Model(std::vector<int64_t> widths, int activation, std::vector<double> kinks, std::vector<double> slopes,
+          double offset, std::vector<bool> right_sided, int loss)
+        : widths_(std::move(widths)) {
+        if (widths_.size() < 2 || widths_.size() > 65)
+            throw py::value_error("widths must list between 2 and 65 layer widths, got " + std::to_string(widths_.size()));
+        for (int64_t w : widths_)
+            if (w < 1) throw py::value_error("every width must be >= 1, got " + std::to_string(w));
+        if (activation < 0 || activation > int(gengrad::ActivationKind::silu))
+            throw py::value_error("unknown activation kind " + std::to_string(activation));
+        if (loss < 0 || loss > int(gengrad::LossKind::cross_entropy))
+            throw py::value_error("unknown loss kind " + std::to_string(loss));
+        const size_t n_kinks = kinks.size();
+        if (n_kinks > 2 || slopes.size() != (activation == 0 ? n_kinks + 1 : 0) || right_sided.size() != n_kinks)
+            throw py::value_error("a piecewise-linear activation needs at most 2 kinks, one more slope than kinks, "
+                                  "and one side per kink");
+        spec_.widths = widths_.data();
+        spec_.n_layers = int64_t(widths_.size()) - 1;
+        spec_.activation = gengrad::ActivationKind(activation);
+        spec_.loss = gengrad::LossKind(loss);
+        gengrad::PiecewiseLinearParams& p = spec_.pwl;
+        p = {};
+        p.n_kinks = int32_t(n_kinks);
+        for (size_t i = 0; i < n_kinks; ++i) {
+            p.kink[i] = kinks[i];
+            p.right_sided[i] = right_sided[i];
+        }
+        for (size_t i = 0; i < 3; ++i) p.slope[i] = slopes.empty() ? 0.0 : slopes[std::min(i, slopes.size() - 1)];
+        p.offset = offset;
+        dim_ = parameter_dim(widths_.data(), spec_.n_layers);
+    }
+
+    int64_t dim() const { return dim_; }
+    const gengrad::NetSpec& spec() const { return spec_; }
+    const std::vector<int64_t>& widths() const { return widths_; }
+
+    // (weight offset, bias offset, rows, cols) of each layer: the layout, for NumPy views.
+    std::vector<std::vector<int64_t>> layout() const {
+        std::vector<std::vector<int64_t>> out;
+        for (int64_t k = 1; k <= spec_.n_layers; ++k) {
+            const auto lay = layer_offsets(widths_.data(), k);
+            out.push_back({lay.weight, lay.bias, lay.rows, lay.cols});
+        }
+        return out;
+    }
+
+    // Pre-activations of layers first..L, sample-major (first = L: the outputs).
+    py::object pre_activations(const py::array& theta, const py::array& X, int64_t first) const {
+        if (first < 1 || first > spec_.n_layers)
+            throw py::value_error("first must be a layer between 1 and " + std::to_string(spec_.n_layers));
+        int64_t row = 0;
+        for (int64_t k = first; k <= spec_.n_layers; ++k) row += widths_[k];
+        return dispatch(theta, [&](auto zero) {
+            using T = decltype(zero);
+            auto th = checked<T>(theta, "theta", {dim_});
+            auto x = checked<T>(X, "X", {-1, widths_.front()});
+            const int64_t M = x.shape(0);
+            py::array_t<T> out({M, row});
+            T* out_data = out.mutable_data();
+            {
+                py::gil_scoped_release release;
+                table<T>().pre_activations(spec_, th.data(), x.data(), M, first, out_data);
+            }
+            return py::object(out);
+        });
+    }
+
+    // (risk, gradient or None); family 0 is the generalized gradient G, others grad L_r.
+    py::tuple risk_gradient(const py::array& theta, const py::array& X, const py::array& Y, const py::array& weight,
+                            int family, double r, bool want_gradient, const py::object& out) const {
+        if (family < 0 || family > int(gengrad::Family::shifted_softplus))
+            throw py::value_error("unknown approximant family " + std::to_string(family));
+        if (family != 0 && !(r > 0 && std::isfinite(r)))
+            throw py::value_error("r must be a positive finite number, got " + std::to_string(r));
+        return dispatch(theta, [&](auto zero) {
+            using T = decltype(zero);
+            auto th = checked<T>(theta, "theta", {dim_});
+            auto x = checked<T>(X, "X", {-1, widths_.front()});
+            const int64_t M = x.shape(0);
+            if (M == 0) throw py::value_error("X must hold at least one sample, got shape (0, " + std::to_string(widths_.front()) + ")");
+            auto y = checked<T>(Y, "Y", {M, widths_.back()});
+            auto w = checked<T>(weight, "sample_weight", {M});
+            for (int64_t m = 0; m < M; ++m)
+                if (w.data()[m] < 0) throw py::value_error("sample_weight must be non-negative, got " + std::to_string(double(w.data()[m])) + " at index " + std::to_string(m));
+            py::object grad = py::none();
+            T* grad_data = nullptr;
+            if (want_gradient) {
+                py::array_t<T> g = out.is_none() ? py::array_t<T>(dim_) : checked_out<T>(out, {&theta, &X, &Y, &weight});
+                grad_data = g.mutable_data();
+                grad = g;
+            }
+            const gengrad::Batch<T> batch{x.data(), y.data(), w.data(), M};
+            double risk;
+            {
+                py::gil_scoped_release release;
+                risk = table<T>().risk_gradient(spec_, {gengrad::Family(family), r}, th.data(), batch, grad_data);
+            }
+            return py::make_tuple(risk, grad);
+        });
+    }
+
+    py::array_t<int64_t> kink_counts(const py::array& theta, const py::array& X) const {
+        py::array_t<int64_t> counts(spec_.n_layers - 1);
+        int64_t* counts_data = counts.mutable_data();
+        dispatch(theta, [&](auto zero) {
+            using T = decltype(zero);
+            auto th = checked<T>(theta, "theta", {dim_});
+            auto x = checked<T>(X, "X", {-1, widths_.front()});
+            py::gil_scoped_release release;
+            table<T>().kink_counts(spec_, th.data(), x.data(), int64_t(x.shape(0)), counts_data);
+            return 0;
+        });
+        return counts;
+    }
+
+private:
+    template <class T>
+    py::array_t<T> checked_out(const py::object& out, std::initializer_list<const py::array*> inputs) const {
+        if (!py::isinstance<py::array>(out) || !py::reinterpret_borrow<py::array>(out).dtype().is(py::dtype::of<T>()))
+            throw py::type_error("out must be a numpy array with the dtype of theta");
+        auto array = py::reinterpret_borrow<py::array_t<T>>(out);
+        if (array.ndim() != 1 || array.shape(0) != dim_)
+            throw py::value_error("out must have shape (" + std::to_string(dim_) + ",)");
+        if (!(array.flags() & py::array::c_style)) throw py::value_error("out must be C-contiguous");
+        if (!array.writeable()) throw py::value_error("out must be writeable, got a read-only array");
+        for (const py::array* input : inputs)
+            if (overlaps(array, *input)) throw py::value_error("out must not share memory with the inputs");
+        return array;
+    }
+
+    std::vector<int64_t> widths_;
+    gengrad::NetSpec spec_{};
+    int64_t dim_ = 0;
+};
+
+}  // namespace python
+}  // namespace gengrad
