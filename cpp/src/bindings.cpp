@@ -22,6 +22,7 @@ PYBIND11_MODULE(_core, m) {
         .def("risk_gradient", &Model::risk_gradient, py::arg("theta"), py::arg("X"), py::arg("Y"),
              py::arg("sample_weight"), py::arg("family"), py::arg("r"), py::arg("want_gradient"), py::arg("out"))
         .def("kink_counts", &Model::kink_counts, py::arg("theta"), py::arg("X"));
+    gengrad::python::register_flow(m);
     m.def("set_num_threads", &gengrad::set_num_threads, py::arg("n"));
     m.def("get_num_threads", &gengrad::num_threads);
     m.def("select_isa", [](const std::string& isa) { return std::string(gengrad::select_kernels(isa).isa); }, py::arg("isa"));

@@ -211,5 +211,8 @@ private:
     int64_t dim_ = 0;
 };
 
+// Defines gengrad._core.flow (bindings_flow.cpp).
+void register_flow(py::module_& m);
+
 }  // namespace python
 }  // namespace gengrad

@@ -7,10 +7,11 @@
 """
 from . import _core, activations, reference
 from .network import Network
+from .flow import FlowResult, flow
 
 __version__ = "0.1.0"
 __all__ = ["Network", "activations", "reference", "build_info", "set_num_threads",
-           "get_num_threads", "select_isa"]
+           "get_num_threads", "select_isa", "flow", "FlowResult"]
 
 
 def build_info() -> dict:
