@@ -673,10 +673,10 @@ private:
         settle_sliding(theta_.data(), 0.0);
     }
 
-    // The state of the current step's interpolant at time t, into point_.
-    void state_at(double t) {
+    // The state of the current step's interpolant at time t, into `out` (point_ by default).
+    void state_at(double t, double* out = nullptr) {
         const double x = t >= t_stop_ ? (t_stop_ - t_step_) / h_step_ : (t - t_step_) / h_step_;
-        dop853::dense_value(d_, coefficients_.data(), x, point_.data());
+        dop853::dense_value(d_, coefficients_.data(), x, out ? out : point_.data());
     }
 
     static double time_tolerance(double a, double b) {
@@ -781,11 +781,12 @@ private:
         ++result_.n_forward;
     }
 
-    // The requested states in the current step up to t_to, and the step's interpolant.
+    // The requested states in the current step up to t_to, and the step's interpolant (point_,
+    // which may hold the state at an event, is left alone).
     void emit_step(double t_to) {
         while (next_eval_ < options_.t_eval.size() && options_.t_eval[next_eval_] <= t_to) {
-            state_at(options_.t_eval[next_eval_++]);
-            emit(point_.data());
+            state_at(options_.t_eval[next_eval_++], scratch_.data());
+            emit(scratch_.data());
         }
         if (options_.dense_output) {
             result_.dense_t.push_back(t_step_);

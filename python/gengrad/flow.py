@@ -92,7 +92,9 @@ class FlowResult:
     theta: np.ndarray
     risk: np.ndarray
     events: list
+    t_end: float
     theta_final: np.ndarray
+    risk_initial: float
     risk_final: float
     n_gradient_evaluations: int
     n_forward_passes: int
@@ -122,9 +124,6 @@ class FlowResult:
                 f"  {self.n_steps} steps ({self.n_rejected} rejected), "
                 f"{self.n_gradient_evaluations} gradient evaluations, "
                 f"{self.n_forward_passes} forward passes, {self.n_sample_gradients} one-sample gradients")
-
-    t_end: float = 0.0
-    risk_initial: float = 0.0
 
 
 def _positive(value, name: str) -> float:
@@ -218,13 +217,13 @@ def flow(net: Network, theta0, X, Y, t_end: float, rtol: float = 1e-8, atol: flo
         sol = DenseOutput(raw["dense_t"], raw["dense_h"], raw["dense_stop"],
                           raw["dense_coefficients"])
     return FlowResult(
-        t=raw["t"], theta=raw["theta"], risk=raw["risk"], events=events,
-        theta_final=raw["final_theta"], risk_final=float(raw["final_risk"]),
+        t=raw["t"], theta=raw["theta"], risk=raw["risk"], events=events, t_end=t_end,
+        theta_final=raw["final_theta"], risk_initial=float(net.risk(theta0, X, Y, weight)),
+        risk_final=float(raw["final_risk"]),
         n_gradient_evaluations=int(raw["n_gradient"]), n_forward_passes=int(raw["n_forward"]),
         n_sample_gradients=int(raw["n_sample_gradient"]), n_steps=int(raw["n_steps"]),
         n_rejected=int(raw["n_rejected"]), n_grazing=int(raw["n_grazing"]),
         success=bool(raw["success"]), message=str(raw["message"]),
         t_eval=t_eval, theta_eval=raw["eval_theta"] if t_eval is not None else None,
         risk_eval=raw["eval_risk"] if t_eval is not None else None, sol=sol,
-        event_arrays=arrays, t_end=t_end,
-        risk_initial=float(net.risk(theta0, X, Y, weight)))
+        event_arrays=arrays)
