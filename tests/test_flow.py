@@ -170,6 +170,22 @@ def test_coincident_surfaces_slide_together():
     assert np.max(np.abs(twice.theta_final - once.theta_final)) < 1e-12
 
 
+def test_return_right_after_a_crossing_is_found_at_default_tolerance():
+    """Random data: at t = 2.664 unit (8, 14) crosses with a tiny normal velocity and comes back
+    0.019 later to slide; at rtol 1e-8 the whole excursion lies in the first node interval of
+    the restarted step, where the unit starts on its boundary (regression: it was missed, and
+    the flow went another way, 7e-2 off by t = 50)."""
+    net = gengrad.Network((1, 16, 1), "relu")
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(64, 1)), rng.normal(size=(64, 1))
+    theta0 = net.init(seed=0, scheme="torch")
+    result = gengrad.flow(net, theta0, X, Y, 4.0)
+    expected, events = piecewise_flow(net, theta0, X, Y, 4.0)
+    assert event_tuples(result) == [(kind, tuple(int(i) for i in unit)) for _, kind, unit in events]
+    assert ("sliding-start", (1, 8, 14)) in event_tuples(result)
+    assert np.max(np.abs(result.theta_final - expected)) < 1e-7
+
+
 def test_start_on_kinks_matches_reference():
     """Integer theta and data: three pre-activations start exactly at relu's kink."""
     rng = np.random.default_rng(3)

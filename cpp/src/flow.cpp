@@ -689,16 +689,46 @@ private:
         return upper ? pattern_.kink(p) - z : z - pattern_.kink(p - 1);
     }
 
+    // A boundary of a unit's piece reached between a and b: gap fa > 0 at a, fb <= 0 at b.
+    struct Bracket {
+        Hit hit;
+        double a, fa, b, fb;
+    };
+
+    double gap_at(const Hit& c, double t) {
+        state_at(t);
+        return gap(c.unit, c.upper, ev_.unit_value(point_.data(), slope(), intercept(), c.unit));
+    }
+
+    // A unit that starts the interval [a, b] on its boundary (within rounding: it has just
+    // switched or stopped sliding) and ends it outside has been inside in between and come
+    // back; halving back from b finds a point inside to bracket the return.
+    bool excursion(const Hit& c, double a, double b, double fb, Bracket& out) {
+        double t_out = b, f_out = fb;
+        for (int k = 0; k < 60; ++k) {
+            const double t = a + (t_out - a) / 2;
+            if (!(t > a && t < t_out)) break;
+            const double f = gap_at(c, t);
+            if (f > 0) {
+                out = {c, t, f, t_out, f_out};
+                return true;
+            }
+            t_out = t;
+            f_out = f;
+        }
+        return false;
+    }
+
     // The first time in the current step at which a unit reaches a boundary of its piece: scans
     // the node intervals in order and searches the units that leave in the first one. Sets
     // hits_ (and point_ to the state there).
     bool find_crossing(double& t_event) {
         const int n = options_.event_nodes;
-        std::vector<Hit> candidates;
+        std::vector<Bracket> brackets;
         const std::vector<double>* before = &Z_start_;
         const std::vector<double>* after = nullptr;
         double t_before = t_step_, t_after = t_step_;
-        for (int i = 1; i <= n + 1 && candidates.empty(); ++i) {
+        for (int i = 1; i <= n + 1 && brackets.empty(); ++i) {
             if (i > 1) {
                 std::swap(Z_before_, Z_node_);
                 before = &Z_before_;
@@ -717,28 +747,32 @@ private:
             for (int64_t u = 0; u < n_units_; ++u) {
                 if (surface_of_[u] >= 0) continue;
                 const int p = pattern_.piece[u];
-                if (p > 0 && gap(u, false, (*before)[u]) > 0 && gap(u, false, (*after)[u]) <= 0)
-                    candidates.push_back({u, false});
-                if (p < pattern_.n_kinks() && gap(u, true, (*before)[u]) > 0 && gap(u, true, (*after)[u]) <= 0)
-                    candidates.push_back({u, true});
+                for (const bool upper : {false, true}) {
+                    if (upper ? p == pattern_.n_kinks() : p == 0) continue;
+                    const Hit hit{u, upper};
+                    const double g0 = gap(u, upper, (*before)[u]), g1 = gap(u, upper, (*after)[u]);
+                    const double kink = pattern_.kink(upper ? p : p - 1);
+                    Bracket bracket;
+                    if (g0 > 0 && g1 <= 0)
+                        brackets.push_back({hit, t_before, g0, t_after, g1});
+                    else if (g0 <= 0 && g0 >= -kOnBoundary * (1 + std::fabs(kink)) && g1 < g0 &&
+                             excursion(hit, t_before, t_after, g1, bracket))
+                        brackets.push_back(bracket);
+                }
             }
         }
-        if (candidates.empty()) return false;
+        if (brackets.empty()) return false;
         std::vector<double> times;
         t_event = t_after;
-        for (const Hit& c : candidates) {
-            auto phi = [&](double t) {
-                state_at(t);
-                return gap(c.unit, c.upper, ev_.unit_value(point_.data(), slope(), intercept(), c.unit));
-            };
-            times.push_back(illinois(phi, t_before, gap(c.unit, c.upper, (*before)[c.unit]), t_after,
-                                     gap(c.unit, c.upper, (*after)[c.unit]), time_tolerance(t_before, t_after)));
+        for (const Bracket& c : brackets) {
+            auto phi = [&](double t) { return gap_at(c.hit, t); };
+            times.push_back(illinois(phi, c.a, c.fa, c.b, c.fb, time_tolerance(c.a, c.b)));
             t_event = std::min(t_event, times.back());
         }
         state_at(t_event);
         hits_.clear();
-        for (size_t i = 0; i < candidates.size(); ++i) {
-            const Hit& c = candidates[i];
+        for (size_t i = 0; i < brackets.size(); ++i) {
+            const Hit& c = brackets[i].hit;
             // (The first clause covers a root at the step's end, where the interpolant and
             // y_new may differ in the last bit.)
             if (times[i] == t_event ||
@@ -930,6 +964,8 @@ public:
 
 private:
     static constexpr double kAlphaSlack = 1e-10;
+    // A unit this close outside its piece (relative to 1 + |kink|) counts as on the boundary.
+    static constexpr double kOnBoundary = 1e-10;
 
     Options options_;
     const std::function<bool()>& interrupted_;

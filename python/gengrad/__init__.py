@@ -7,11 +7,14 @@
 """
 from . import _core, activations, reference
 from .network import Network
+from . import datasets
 from .flow import FlowResult, flow
+from .train import TrainResult, train
 
 __version__ = "0.1.0"
 __all__ = ["Network", "activations", "reference", "build_info", "set_num_threads",
-           "get_num_threads", "select_isa", "flow", "FlowResult"]
+           "get_num_threads", "select_isa", "flow", "FlowResult", "train", "TrainResult",
+           "datasets"]
 
 
 def build_info() -> dict:

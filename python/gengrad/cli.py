@@ -7,6 +7,8 @@ import sys
 import numpy as np
 
 from . import Network, build_info
+from .flow import add_arguments as add_flow_arguments, command as flow_command
+from .train import add_arguments as add_train_arguments, command as train_command
 
 
 def _torch_gradient(net: Network, theta, X, Y):
@@ -72,6 +74,12 @@ def main(argv=None) -> int:
     p.set_defaults(run=demo)
     p = commands.add_parser("info", help="build information")
     p.set_defaults(run=lambda args: print(build_info()) or 0)
+    p = commands.add_parser("train", help="train a network on digits or a regression target")
+    add_train_arguments(p)
+    p.set_defaults(run=train_command)
+    p = commands.add_parser("flow", help="integrate the gradient flow of a small network")
+    add_flow_arguments(p)
+    p.set_defaults(run=flow_command)
     args = parser.parse_args(argv)
     return args.run(args)
 

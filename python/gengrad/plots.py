@@ -1,0 +1,79 @@
+"""Figures for `gengrad train --plot` and `gengrad flow --plot` (matplotlib: the `plot` extra).
+Files are written atomically: to a temporary file in the same folder, then renamed."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+#: Event kinds and how the flow figure marks them.
+_EVENT_STYLE = {"crossing": ("tab:gray", ":"), "sliding-start": ("tab:red", "--"),
+                "sliding-end": ("tab:green", "--")}
+
+
+def _pyplot():
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("plotting needs matplotlib: pip install 'gengrad[plot]'") from None
+    return plt
+
+
+def _save(fig, path) -> None:
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1]
+    fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=ext or ".png",
+                               dir=os.path.dirname(os.path.abspath(path)))
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def training_curve(result, path) -> None:
+    """Training (and validation) risk and |G| per epoch of a gengrad.train result."""
+    plt = _pyplot()
+    h = result.history
+    fig, (ax_risk, ax_norm) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_risk.semilogy(h["epoch"], h["risk"], label="training risk")
+    if "val_risk" in h:
+        ax_risk.semilogy(h["epoch"], h["val_risk"], label="validation risk")
+    ax_risk.set_xlabel("epoch")
+    ax_risk.legend()
+    ax_norm.semilogy(h["epoch"], h["grad_norm"], color="tab:purple")
+    ax_norm.set_xlabel("epoch")
+    ax_norm.set_ylabel("|G| on the training set")
+    fig.suptitle(f"gengrad.train ({result.optimizer})")
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def flow_trajectories(result, path) -> None:
+    """Risk against time and every parameter's trajectory, switching times marked."""
+    plt = _pyplot()
+    fig, (ax_risk, ax_theta) = plt.subplots(2, 1, figsize=(9, 8), sharex=True)
+    ax_risk.semilogy(result.t, result.risk, color="black")
+    ax_risk.set_ylabel("risk")
+    ax_theta.plot(result.t, result.theta, linewidth=0.8)
+    ax_theta.set_ylabel("theta_i(t)")
+    ax_theta.set_xlabel("t")
+    shown = set()
+    for event in result.events:
+        color, style = _EVENT_STYLE[event.kind]
+        label = event.kind if event.kind not in shown else None
+        shown.add(event.kind)
+        for ax in (ax_risk, ax_theta):
+            ax.axvline(event.t, color=color, linestyle=style, linewidth=0.6,
+                       label=label if ax is ax_risk else None)
+    if shown:
+        ax_risk.legend(loc="upper right")
+    counts = result.event_counts()
+    ax_risk.set_title("gradient flow: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
