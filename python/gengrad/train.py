@@ -356,12 +356,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--checkpoint", help="save the state here after every epoch")
     parser.add_argument("--resume", help="continue from this checkpoint")
     parser.add_argument("--plot", help="save the training curve to this image file")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for the core (default: all CPUs; 1 is fastest for small "
+                             "batches; results are the same bits)")
 
 
 def command(args) -> int:
     """Trains a network on a bundled data set and prints a summary."""
-    from . import datasets, plots
+    from . import datasets, plots, set_num_threads
     from .network import Network
+    if args.threads is not None:
+        set_num_threads(args.threads)
     dtype = np.dtype(args.dtype)
     if args.data == "digits":
         data = datasets.load_digits(seed=args.seed, dtype=dtype)
