@@ -35,17 +35,9 @@ py::dict integrate(const Model& model, const py::array& theta0, const py::array&
                    const py::array& weight, double t_end, double rtol, double atol, double first_step,
                    double max_step, int64_t max_steps, int event_nodes, bool dense_output, bool save_steps,
                    const py::object& t_eval) {
-    const std::vector<int64_t>& widths = model.widths();
     const int64_t d = model.dim();
     auto theta = checked<double>(theta0, "theta0", {d});
-    auto x = checked<double>(X, "X", {-1, widths.front()});
-    const int64_t M = x.shape(0);
-    if (M == 0) throw py::value_error("X must hold at least one sample, got shape (0, " + std::to_string(widths.front()) + ")");
-    auto y = checked<double>(Y, "Y", {M, widths.back()});
-    auto w = checked<double>(weight, "sample_weight", {M});
-    for (int64_t m = 0; m < M; ++m)
-        if (w.data()[m] < 0)
-            throw py::value_error("sample_weight must be non-negative, got " + std::to_string(w.data()[m]) + " at index " + std::to_string(m));
+    const Model::Data<double> data = model.checked_data<double>(X, Y, weight);
     flow::Options options;
     options.t_end = t_end;
     options.rtol = rtol;
@@ -60,7 +52,7 @@ py::dict integrate(const Model& model, const py::array& theta0, const py::array&
         auto times = checked<double>(t_eval, "t_eval", {-1});
         options.t_eval.assign(times.data(), times.data() + times.size());
     }
-    const gengrad::Batch<double> batch{x.data(), y.data(), w.data(), M};
+    const gengrad::Batch<double> batch = data.batch();
     const std::function<bool()> interrupted = [] {
         py::gil_scoped_acquire acquire;
         return PyErr_CheckSignals() != 0;

@@ -153,13 +153,7 @@ public:
         return dispatch(theta, [&](auto zero) {
             using T = decltype(zero);
             auto th = checked<T>(theta, "theta", {dim_});
-            auto x = checked<T>(X, "X", {-1, widths_.front()});
-            const int64_t M = x.shape(0);
-            if (M == 0) throw py::value_error("X must hold at least one sample, got shape (0, " + std::to_string(widths_.front()) + ")");
-            auto y = checked<T>(Y, "Y", {M, widths_.back()});
-            auto w = checked<T>(weight, "sample_weight", {M});
-            for (int64_t m = 0; m < M; ++m)
-                if (w.data()[m] < 0) throw py::value_error("sample_weight must be non-negative, got " + std::to_string(double(w.data()[m])) + " at index " + std::to_string(m));
+            const Data<T> data = checked_data<T>(X, Y, weight);
             py::object grad = py::none();
             T* grad_data = nullptr;
             if (want_gradient) {
@@ -167,7 +161,7 @@ public:
                 grad_data = g.mutable_data();
                 grad = g;
             }
-            const gengrad::Batch<T> batch{x.data(), y.data(), w.data(), M};
+            const gengrad::Batch<T> batch = data.batch();
             double risk;
             {
                 py::gil_scoped_release release;
@@ -175,6 +169,26 @@ public:
             }
             return py::make_tuple(risk, grad);
         });
+    }
+
+    // The data of a risk: X, Y and the sample weights as contiguous, finite arrays of T with
+    // the network's widths, at least one sample and non-negative weights.
+    template <class T>
+    struct Data {
+        py::array_t<T> X, Y, weight;
+        gengrad::Batch<T> batch() const { return {X.data(), Y.data(), weight.data(), X.shape(0)}; }
+    };
+
+    template <class T>
+    Data<T> checked_data(const py::array& X, const py::array& Y, const py::array& weight) const {
+        auto x = checked<T>(X, "X", {-1, widths_.front()});
+        const int64_t M = x.shape(0);
+        if (M == 0) throw py::value_error("X must hold at least one sample, got shape (0, " + std::to_string(widths_.front()) + ")");
+        auto y = checked<T>(Y, "Y", {M, widths_.back()});
+        auto w = checked<T>(weight, "sample_weight", {M});
+        for (int64_t m = 0; m < M; ++m)
+            if (w.data()[m] < 0) throw py::value_error("sample_weight must be non-negative, got " + std::to_string(double(w.data()[m])) + " at index " + std::to_string(m));
+        return {x, y, w};
     }
 
     py::array_t<int64_t> kink_counts(const py::array& theta, const py::array& X) const {
