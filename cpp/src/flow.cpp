@@ -339,8 +339,6 @@ public:
         intercept[u] = value_[i] - slope[u] * kink_[i];
     }
 
-    double slope_jump(int i) const { return slope_[i + 1] - slope_[i]; }
-
 private:
     int n_kinks_;
     double kink_[2] = {0, 0}, value_[2] = {0, 0}, slope_[3] = {0, 0, 0}, offset_ = 0;
@@ -449,6 +447,7 @@ private:
         for (int64_t i = 0; i < n_samples; ++i) sample_gradient(theta, sliding_samples_[i], &sample_grads_[i * d_]);
         jacobian_.resize(S * S);
         direction_.resize(d_);
+        bool moved = false;
         for (int iteration = 0; iteration < 6; ++iteration) {
             residual_.assign(S, 0.0);
             double largest = 0;
@@ -480,6 +479,7 @@ private:
                 set_alpha(sliding_[s], sliding_[s].alpha + residual_[s]);
                 step = std::max(step, std::fabs(residual_[s]));
             }
+            moved = true;
             for (int64_t i = 0; i < n_samples; ++i) {
                 sample_gradient(theta, sliding_samples_[i], sample_work_.data());
                 for (int64_t c = 0; c < d_; ++c) {
@@ -489,6 +489,8 @@ private:
             }
             if (step <= 1e-13) break;
         }
+        // A surface's normal depends on the alphas of sliding units below it in the same sample.
+        if (moved && ev_.hidden_layers() > 1) surface_normals(theta);
         remove_normal_part(F);
     }
 
