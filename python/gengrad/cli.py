@@ -63,6 +63,19 @@ def demo(args) -> int:
     return 0
 
 
+def narrow(args) -> int:
+    """Park 2024's narrow network: the derivation, the monodromy evidence and the verdict."""
+    from . import narrow as park    # needs the narrow extra (sympy, mpmath, scipy)
+
+    try:
+        park.report(args.architecture, args.activation, args.target,
+                    digits=args.digits or None, contrasts=not args.no_contrasts)
+    except (TypeError, ValueError) as error:
+        print(f"gengrad narrow: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="gengrad", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -70,6 +83,16 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=4)
     p.add_argument("--rows", type=int, default=12, help="components to print")
     p.set_defaults(run=demo)
+    p = commands.add_parser("narrow", help="Park 2024's four-parameter network: flow, normal "
+                            "variational equation, monodromy, non-integrability verdict")
+    p.add_argument("--architecture", default="biased", help="biased (f = v tanh(wx + b) + c) or "
+                   "bias_free (f = v1 tanh(w1 x) + v2 tanh(w2 x))")
+    p.add_argument("--activation", default="tanh", help="tanh or identity")
+    p.add_argument("--target", default="1", help="y* > 0 of the data (1, y*), (-1, -y*); e.g. 1 or 1/2")
+    p.add_argument("--digits", type=int, default=30,
+                   help="digits of the fine monodromy integration (0: double precision only)")
+    p.add_argument("--no-contrasts", action="store_true", help="skip the contrast models")
+    p.set_defaults(run=narrow)
     p = commands.add_parser("info", help="build information")
     p.set_defaults(run=lambda args: print(build_info()) or 0)
     args = parser.parse_args(argv)
