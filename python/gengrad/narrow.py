@@ -98,6 +98,7 @@ which are solvable by quadratures*, Funkcial. Ekvac. 12 (1969).
 from __future__ import annotations
 
 import operator
+import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from numbers import Integral, Rational
@@ -249,7 +250,8 @@ def _coordinates(m: Model) -> sp.Matrix:
 
 
 def _curve_v(m: Model) -> sp.Expr:
-    """The branch v = V(w) of J = 0 through the origin, V² = Φ, Φ' = 2σ/σ' (checked in derive)."""
+    """The branch v = V(w) of J = 0 through the origin: V² = Φ with Φ' = 2σ/σ' (derive checks
+    that J = v² − V(w)² is conserved on P, which is this condition)."""
     return sp.sinh(W) if m.activation == "tanh" else W
 
 
@@ -316,8 +318,8 @@ def derive(m: Model) -> Derivation:
     points, infinity, fuchsian = _singular_points(m, denominator, numerator, _DPS)
     return Derivation(m, risk, vector_field, plane, plane_field, normal_on_plane, first_integral,
                       rate, curve_v, w_of_s, theta_of_s, speed, time_law, time_law_residual,
-                      flow_residual,
-                      normal_jacobian, nve, denominator, numerator, points, infinity, fuchsian)
+                      flow_residual, normal_jacobian, nve, denominator, numerator, points,
+                      infinity, fuchsian)
 
 
 def _singular_points(m: Model, denominator: sp.Poly, numerator: sp.Matrix, dps: int):
@@ -330,8 +332,7 @@ def _singular_points(m: Model, denominator: sp.Poly, numerator: sp.Matrix, dps: 
     with mpmath.workdps(dps):
         for factor, multiplicity in sp.factor_list(denominator.as_expr())[1]:
             squarefree &= multiplicity == 1
-            coeffs = [mpmath.mpf(sp.Rational(c).p) / sp.Rational(c).q
-                      for c in sp.Poly(factor, S).all_coeffs()]
+            coeffs = [_mpf(c) for c in sp.Poly(factor, S).all_coeffs()]
             roots = [mpmath.mpc(coeffs[1] / -coeffs[0])] if len(coeffs) == 2 else \
                 mpmath.polyroots(coeffs, maxsteps=200, extraprec=2 * dps)
             for root in roots:
@@ -375,17 +376,26 @@ def exponent_polynomials(derivation: Derivation) -> dict:
     return result
 
 
+def _mpf(rational):
+    """A SymPy rational as an mpmath number at the working precision (rounded once)."""
+    q = sp.Rational(rational)
+    return mpmath.mpf(q.p) / q.q
+
+
+def _fraction(rational) -> Fraction:
+    q = sp.Rational(rational)
+    return Fraction(int(q.p), int(q.q))
+
+
 def _poly_at(poly: sp.Poly, z):
     value = mpmath.mpf(0)
     for c in poly.all_coeffs():
-        c = sp.Rational(c)
-        value = value * z + mpmath.mpf(c.p) / c.q
+        value = value * z + _mpf(c)
     return value
 
 
 def _coeff(poly: sp.Poly, degree: int):
-    c = sp.Rational(poly.coeff_monomial(S**degree))
-    return mpmath.mpf(c.p) / c.q
+    return _mpf(poly.coeff_monomial(S**degree))
 
 
 # --- 5: monodromy by Taylor-series analytic continuation -----------------------------------------
@@ -631,12 +641,10 @@ def _base_point(points: list) -> complex:
 
 def _coefficients(derivation: Derivation):
     """d(s) and P(s) = d(s) A(s) as ascending lists of Fractions (P padded to one length)."""
-    d = [Fraction(int(sp.Rational(c).p), int(sp.Rational(c).q))
-         for c in reversed(derivation.denominator.all_coeffs())]
+    d = [_fraction(c) for c in reversed(derivation.denominator.all_coeffs())]
     polys = [[sp.Poly(derivation.numerator[i, j], S) for j in range(2)] for i in range(2)]
     n = max(p.degree() for row in polys for p in row) + 1
-    P = [[[Fraction(int(sp.Rational(c).p), int(sp.Rational(c).q)) for c in reversed(p.all_coeffs())]
-          for p in row] for row in polys]
+    P = [[[_fraction(c) for c in reversed(p.all_coeffs())] for p in row] for row in polys]
     P = [[entry + [Fraction(0)] * (n - len(entry)) for entry in row] for row in P]
     return d, P
 
@@ -649,8 +657,6 @@ def monodromy(derivation: Derivation, digits: Optional[int] = 30, corners: int =
     double precision with steps 0.6 times as long as the coarse one's); the coarse one in complex
     double precision. Their differences are the error estimates used by ``analyse_group``.
     """
-    import time
-
     if not isinstance(derivation, Derivation):
         raise TypeError(f"derivation must be a Derivation (see narrow.derive), got "
                         f"{type(derivation).__name__}")
@@ -965,11 +971,13 @@ def scalar_equation(derivation: Derivation):
 
 def gauss_form(derivation: Derivation) -> Optional[GaussForm]:
     """The Gauss hypergeometric form of the NVE under ζ = s²/y*, if it has one (else None)."""
+    y = sp.Rational(derivation.model.target.numerator, derivation.model.target.denominator)
+    if sp.rem(S * (S**2 - y), derivation.denominator.as_expr(), S) != 0:
+        return None     # a singular point other than s = 0, ±√y*: ζ = 0, 1, ∞ cannot hold them
     equation = scalar_equation(derivation)
     if equation is None:
         return None
     alpha, beta = equation
-    y = sp.Rational(derivation.model.target.numerator, derivation.model.target.denominator)
     zeta = sp.Symbol("zeta")
     # p_s = (2s/y) p_ζ and p_ss = (4ζ/y) p_ζζ + (2/y) p_ζ turn the equation into
     # p_ζζ + P(ζ) p_ζ + Q(ζ) p = 0 with P = (1 + α s)/(2ζ), Q = β y/(4ζ); α s and β must be
@@ -1174,8 +1182,6 @@ def report(architecture="biased", activation="tanh", target=1, digits: Optional[
            contrasts: bool = True, out=print) -> dict:
     """Print the derivation, the checks, the monodromy evidence and the verdict for one model,
     then a summary of the same pipeline on the CONTRASTS; return the results."""
-    import time
-
     start = time.perf_counter()
     result = analyse(architecture, activation, target, digits)
     m, d, mono, group = result["model"], result["derivation"], result["monodromy"], result["group"]
