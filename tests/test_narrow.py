@@ -72,6 +72,13 @@ def test_particular_solution_solves_the_flow_symbolically(derivations, arch, act
     assert d.time_law_residual == 0
 
 
+@pytest.mark.parametrize("arch, act", MODELS)
+def test_variational_equation_is_block_triangular_with_a_known_tangential_solution(derivations, arch, act):
+    d = derivations[arch, act]
+    assert d.lower_left == sp.zeros(2, 2)
+    assert d.tangential_residual == (0, 0)
+
+
 def test_residual_is_nonzero_off_the_curve(derivations):
     """The substitution test can fail: v = 2 sinh w is no solution."""
     d = derivations["biased", "tanh"]
@@ -281,7 +288,8 @@ def test_command_prints_each_step_and_the_verdict():
         assert main(["narrow", "--digits", "0", "--no-contrasts"]) == 0
     text = buffer.getvalue()
     for step in ("1. vector field", "2. invariant plane", "3. particular solution",
-                 "4. normal variational equation", "5. monodromy", "verdict: not solvable",
+                 "4. variational equation", "normal variational equation (NVE)", "5. monodromy",
+                 "verdict: not solvable",
                  "not a proof"):
         assert step in text
 

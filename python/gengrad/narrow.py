@@ -53,10 +53,14 @@ The construction (each step is computed, and checked, by the functions below)
    (identity; s = w), with the elementary time law t = T(s) − T(s₀), T' = 1/ṡ. Verified by
    substitution (F(θ(s)) − θ'(s)/T'(s) = 0 symbolically) and by integrating the full
    four-dimensional flow with DOP853 at rtol 1e-12 from a point of Γ (``check_flow``).
-4. Normal variational equation (NVE): the normal block of the Jacobian along Γ, in the
-   algebraic coordinate s: dn/ds = A(s) n, A 2×2 rational. Its singular points, Fuchs' condition
-   (simple poles, also at ∞) and local exponents (eigenvalues of the residue matrices: the
-   indicial equation of the Frobenius method for a first-order system).
+4. Variational equation along Γ, in the algebraic coordinate s: dξ/ds = B(s) ξ for
+   ξ = (δw, δv, n) with n the coordinates normal to P. P's invariance makes B block triangular;
+   the tangential block has the velocity as a known solution (a quadrature), and the normal
+   block — the normal variational equation (NVE) dn/ds = A(s) n, A 2×2 rational — is a quotient
+   system, so its Galois group is a quotient of the VE's. The NVE's singular points, Fuchs'
+   condition (simple poles, also at ∞) and local exponents (eigenvalues of the residue
+   matrices: the indicial equation of the Frobenius method for a first-order system), also
+   exactly as minimal polynomials over Q (``exponent_polynomials``).
 5. The obstruction, computed: monodromy matrices of the NVE along loops around every finite
    singular point (``monodromy``), by Taylor-series analytic continuation (high order, step at
    most half the distance to the nearest singular point) in complex double precision and in
@@ -233,6 +237,9 @@ class Derivation:
     time_law_residual: sp.Expr    # T' − 1/ṡ, simplified: zero
     flow_residual: tuple          # F(θ(s)) − θ'(s) ṡ, simplified: zero
     normal_jacobian: sp.Matrix    # ∂(ṅ1, ṅ2)/∂(n1, n2) on P, in (w, v)
+    lower_left: sp.Matrix         # ∂(ṅ1, ṅ2)/∂(w, v) on P: zero, so the VE is block triangular
+    tangential: sp.Matrix         # the VE's (δw, δv) block along Γ, d/ds, rational in s
+    tangential_residual: tuple    # the velocity ṡ dθ/ds solves that block: zero
     nve: sp.Matrix                # A(s): dn/ds = A(s) n
     denominator: sp.Poly          # common denominator d(s) of A
     numerator: sp.Matrix          # P(s) = d(s) A(s), polynomial entries
@@ -290,7 +297,9 @@ def derive(m: Model) -> Derivation:
     # tanh(w), v and y*: factor simplifies them exactly (and much faster than simplify).
     plane_field = tuple(sp.factor(G[i].subs(on_plane)) for i in (0, 1))
     normal_on_plane = tuple(sp.factor(G[i].subs(on_plane)) for i in (2, 3))
-    normal_jacobian = G[2:, :].jacobian([N1, N2]).subs(on_plane).applyfunc(sp.factor)
+    jacobian = G.jacobian([W, V, N1, N2]).subs(on_plane)
+    normal_jacobian = jacobian[2:, 2:].applyfunc(sp.factor)
+    lower_left = jacobian[2:, :2].applyfunc(sp.factor)
 
     curve_v = _curve_v(m)
     first_integral = V**2 - curve_v**2
@@ -310,6 +319,15 @@ def derive(m: Model) -> Derivation:
                                     - _in_s(m, sp.diff(t, S) * speed))
                           for f, t in zip(vector_field, theta_of_s))
 
+    # The whole variational equation along Γ in (δw, δv, n1, n2), with s as the independent
+    # variable: dξ/ds = B(s) ξ, B = (Jacobian at θ(s)) / ṡ. Its lower-left block vanishes
+    # (P is invariant), so the normal block A = B[n, n] is a quotient system; the tangential
+    # block has the known solution ṡ dθ/ds (the velocity), so it reduces to a quadrature.
+    tangential = (jacobian[:2, :2].subs(V, curve_v).applyfunc(lambda e: _in_s(m, e)) / speed
+                  ).applyfunc(lambda e: sp.factor(sp.cancel(e)))
+    velocity = sp.Matrix([sp.cancel(speed * dw_ds), _in_s(m, sp.diff(curve_v.subs(W, w_of_s), S) * speed)])
+    tangential_residual = tuple(sp.cancel(e) for e in velocity.diff(S) - tangential * velocity)
+
     nve = (normal_jacobian.subs(V, curve_v) / plane_field[0].subs(V, curve_v)).applyfunc(
         lambda e: _in_s(m, e)) * dw_ds
     nve = nve.applyfunc(lambda e: sp.factor(sp.cancel(e)))
@@ -318,8 +336,8 @@ def derive(m: Model) -> Derivation:
     points, infinity, fuchsian = _singular_points(m, denominator, numerator, _DPS)
     return Derivation(m, risk, vector_field, plane, plane_field, normal_on_plane, first_integral,
                       rate, curve_v, w_of_s, theta_of_s, speed, time_law, time_law_residual,
-                      flow_residual, normal_jacobian, nve, denominator, numerator, points,
-                      infinity, fuchsian)
+                      flow_residual, normal_jacobian, lower_left, tangential, tangential_residual,
+                      nve, denominator, numerator, points, infinity, fuchsian)
 
 
 def _singular_points(m: Model, denominator: sp.Poly, numerator: sp.Matrix, dps: int):
@@ -1214,7 +1232,12 @@ def report(architecture="biased", activation="tanh", target=1, digits: Optional[
     out(f"     max distance from Γ {flow.off_curve:.1e}, max |w(t) − w(T⁻¹(T(s(0)) + t))| {flow.time_law:.1e}, "
         f"max |J| {flow.first_integral:.1e}")
     normal = "(b, c)" if m.architecture == "biased" else "(w1 − w2, v1 − v2)"
-    out(f"\n4. normal variational equation dn/ds = A(s) n, n = {normal}:")
+    out(f"\n4. variational equation along Γ, ξ = (δw, δv, n), n = {normal}, in s: dξ/ds = B(s) ξ with")
+    out(f"   B = [[B_t, *], [0, A]]: ∂ṅ/∂(w, v) on P = {list(d.lower_left)}, so the normal block is a")
+    out(f"   quotient system and its Galois group a quotient of the VE's. The tangential block")
+    out(f"     B_t = {d.tangential.tolist()}")
+    out(f"   has the velocity ṡ dθ/ds as a solution (residual {d.tangential_residual}), so it reduces")
+    out(f"   to a quadrature. The normal variational equation (NVE) dn/ds = A(s) n:")
     for i in range(2):
         for j in range(2):
             out(f"     A[{i + 1}{j + 1}] = {d.nve[i, j]}")
