@@ -744,6 +744,8 @@ def _consistency(mono: Monodromy) -> dict:
             det = max(det, abs(mpmath.det(loop.matrix) - mpmath.exp(two_pi_i * (p.residue[0, 0] + p.residue[1, 1]))))
             trace = max(trace, abs(loop.matrix[0, 0] + loop.matrix[1, 1]
                                    - sum(mpmath.exp(two_pi_i * e) for e in p.exponents)))
+        # n(end) = M n(start), so running γ1 then γ2 gives M2 M1; the loop around everything,
+        # leaving through the widest gap, is the lassos taken in counterclockwise order of rays.
         product = mpmath.eye(2)
         for loop in mono.loops:
             product = loop.matrix * product
