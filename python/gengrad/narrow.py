@@ -37,8 +37,8 @@ A5 (integrability notions). "Integrable" in the sense of Bogoyavlenskij with mer
    first integrals and commuting vector fields; Ayoul and Zung (2010) extend Morales-Ramis to
    this non-Hamiltonian setting: integrability forces G⁰ of the variational equation along any
    non-equilibrium integral curve Γ to be abelian. If G⁰ is not even solvable, the variational
-   equation has no Liouvillian solution (Kolchin), hence no Liouvillian closed form for the flow's
-   dependence on initial conditions along Γ.
+   equation is not solvable in Liouvillian functions (Kolchin), hence there is no Liouvillian
+   closed form for the flow's dependence on initial conditions along Γ.
 
 The construction (each step is computed, and checked, by the functions below)
 -----------------------------------------------------------------------------
@@ -1175,7 +1175,8 @@ _VERDICTS = {
                     "   its Zariski closure contains SL2 (projectively): the identity component of the\n"
                     "   NVE's differential Galois group is not solvable, not even virtually abelian. So\n"
                     "   the flow has no meromorphic first integrals in Bogoyavlenskij's sense (Ayoul-\n"
-                    "   Zung) and its variational equation along Γ no Liouvillian solution.",
+                    "   Zung), and its variational equation along Γ is not solvable in Liouvillian\n"
+                    "   functions.",
     "abelian": "abelian monodromy: no obstruction to integrability along this curve",
     "reducible": "reducible (a common invariant line): the group is triangular, G⁰ solvable; "
                  "no obstruction along this curve",
