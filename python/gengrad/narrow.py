@@ -1173,7 +1173,8 @@ CONTRASTS = (
 _VERDICTS = {
     "not solvable": "not solvable. The monodromy group is irreducible, infinite and primitive, so\n"
                     "   its Zariski closure contains SL2 (projectively): the identity component of the\n"
-                    "   NVE's differential Galois group is not solvable, not even virtually abelian. So\n"
+                    "   NVE's differential Galois group is not solvable (the group is not virtually\n"
+                    "   abelian). So\n"
                     "   the flow has no meromorphic first integrals in Bogoyavlenskij's sense (Ayoul-\n"
                     "   Zung), and its variational equation along Γ is not solvable in Liouvillian\n"
                     "   functions.",
@@ -1192,7 +1193,9 @@ def _num(x, digits: int = 10) -> str:
 
 
 def _bounded(q: Quantity) -> str:
-    return f"{q.label} = {_num(q.value)}  (bound {q.bound:.1e}, margin {q.margin(0):.1e}x)"
+    """A quantity with its bound; for one that differs from 0, also by how many bounds."""
+    margin = f", {q.margin(0):.1e} bounds from 0" if q.differs_from(0) else ", 0 within it"
+    return f"{q.label} = {_num(q.value)}  (bound {q.bound:.1e}{margin})"
 
 
 def analyse(architecture="biased", activation="tanh", target=1, digits: Optional[int] = 30) -> dict:
