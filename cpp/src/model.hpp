@@ -144,7 +144,7 @@ public:
     }
 
     // (risk, gradient or None); family 0 is the generalized gradient G, others grad L_r.
-    py::tuple risk_gradient(const py::array& theta, const py::array& X, const py::array& Y, const py::array& weight,
+    py::tuple risk_gradient(const py::array& theta, const py::array& X, const py::array& Y, const py::object& weight,
                             int family, double r, bool want_gradient, const py::object& out) const {
         if (family < 0 || family > int(gengrad::Family::shifted_softplus))
             throw py::value_error("unknown approximant family " + std::to_string(family));
@@ -157,17 +157,22 @@ public:
             const int64_t M = x.shape(0);
             if (M == 0) throw py::value_error("X must hold at least one sample, got shape (0, " + std::to_string(widths_.front()) + ")");
             auto y = checked<T>(Y, "Y", {M, widths_.back()});
-            auto w = checked<T>(weight, "sample_weight", {M});
-            for (int64_t m = 0; m < M; ++m)
-                if (w.data()[m] < 0) throw py::value_error("sample_weight must be non-negative, got " + std::to_string(double(w.data()[m])) + " at index " + std::to_string(m));
+            const T* weight_data = nullptr;  // null: 1/M each
+            py::array_t<T> w;
+            if (!weight.is_none()) {
+                w = checked<T>(weight, "sample_weight", {M});
+                weight_data = w.data();
+                for (int64_t m = 0; m < M; ++m)
+                    if (weight_data[m] < 0) throw py::value_error("sample_weight must be non-negative, got " + std::to_string(double(weight_data[m])) + " at index " + std::to_string(m));
+            }
             py::object grad = py::none();
             T* grad_data = nullptr;
             if (want_gradient) {
-                py::array_t<T> g = out.is_none() ? py::array_t<T>(dim_) : checked_out<T>(out, {&theta, &X, &Y, &weight});
+                py::array_t<T> g = out.is_none() ? py::array_t<T>(dim_) : checked_out<T>(out, {theta, X, Y, weight});
                 grad_data = g.mutable_data();
                 grad = g;
             }
-            const gengrad::Batch<T> batch{x.data(), y.data(), w.data(), M};
+            const gengrad::Batch<T> batch{x.data(), y.data(), weight_data, M};
             double risk;
             {
                 py::gil_scoped_release release;
@@ -193,7 +198,7 @@ public:
 
 private:
     template <class T>
-    py::array_t<T> checked_out(const py::object& out, std::initializer_list<const py::array*> inputs) const {
+    py::array_t<T> checked_out(const py::object& out, std::initializer_list<py::handle> inputs) const {
         if (!py::isinstance<py::array>(out) || !py::reinterpret_borrow<py::array>(out).dtype().is(py::dtype::of<T>()))
             throw py::type_error("out must be a numpy array with the dtype of theta");
         auto array = py::reinterpret_borrow<py::array_t<T>>(out);
@@ -201,8 +206,8 @@ private:
             throw py::value_error("out must have shape (" + std::to_string(dim_) + ",)");
         if (!(array.flags() & py::array::c_style)) throw py::value_error("out must be C-contiguous");
         if (!array.writeable()) throw py::value_error("out must be writeable, got a read-only array");
-        for (const py::array* input : inputs)
-            if (overlaps(array, *input)) throw py::value_error("out must not share memory with the inputs");
+        for (py::handle input : inputs)
+            if (!input.is_none() && overlaps(array, py::reinterpret_borrow<py::array>(input))) throw py::value_error("out must not share memory with the inputs");
         return array;
     }
 

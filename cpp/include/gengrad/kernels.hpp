@@ -49,7 +49,7 @@ template <class T>
 struct Batch {
     const T* X;       // (M, l_0) row-major
     const T* Y;       // (M, l_L) row-major; may be null when only the forward pass runs
-    const T* weight;  // (M,) masses of the empirical measure
+    const T* weight;  // (M,) masses of the empirical measure; null: 1/M each
     int64_t M;
 };
 
