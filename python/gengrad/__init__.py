@@ -6,10 +6,11 @@
     >>> risk, G = net.risk_and_gradient(theta, np.zeros((4, 2)), np.ones((4, 1)))
 """
 from . import _core, activations, reference
+from .ensemble import Ensemble
 from .network import Network
 
 __version__ = "0.1.0"
-__all__ = ["Network", "activations", "reference", "build_info", "set_num_threads",
+__all__ = ["Network", "Ensemble", "activations", "reference", "build_info", "set_num_threads",
            "get_num_threads", "select_isa"]
 
 

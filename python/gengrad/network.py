@@ -165,7 +165,7 @@ class Network:
     def _risk_gradient(self, theta, X, Y, sample_weight, family, r, want_gradient, out):
         theta = self._theta(theta)
         X = self._X(X, theta.dtype)
-        Y = self._Y(Y, theta.dtype, len(X))
+        Y = self._Y(Y, theta.dtype)
         weight = None if sample_weight is None else _array(sample_weight, "sample_weight", theta.dtype)
         return self._impl.risk_gradient(theta, X, Y, weight, family, r, want_gradient, out)
 
@@ -179,7 +179,7 @@ class Network:
     def _X(self, X, dtype) -> np.ndarray:
         return _array(X, "X", dtype)
 
-    def _Y(self, Y, dtype, M: int) -> np.ndarray:
+    def _Y(self, Y, dtype) -> np.ndarray:
         out_width = self.widths[-1]
         if self.loss == "cross_entropy" and isinstance(Y, np.ndarray) and Y.ndim == 1 and Y.dtype.kind in "iu":
             if len(Y) and (Y.min() < 0 or Y.max() >= out_width):

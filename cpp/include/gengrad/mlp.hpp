@@ -13,7 +13,12 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <type_traits>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "gengrad/activation.hpp"
 #include "gengrad/kernels.hpp"
@@ -196,7 +201,13 @@ struct BlockPlan {
 // Rough multiply-adds below which a second thread costs more than it saves.
 constexpr double kParallelWork = 2e5;
 
-inline int threads_for(double multiply_adds) { return multiply_adds < kParallelWork ? 1 : num_threads(); }
+// Inside a parallel region (an ensemble runs one network per thread) the kernels stay serial.
+inline int threads_for(double multiply_adds) {
+#ifdef _OPENMP
+    if (omp_in_parallel()) return 1;
+#endif
+    return multiply_adds < kParallelWork ? 1 : num_threads();
+}
 
 inline double forward_work(const NetSpec& net, int64_t columns) {
     double work = 0;
@@ -290,6 +301,28 @@ double risk_gradient(const NetSpec& net, const Act& act, const T* theta, const B
         if (grad) weight_gradient(net, plan, round_up(valid, gemm_step<T>), grad);
     }
     return risk;
+}
+
+// One network per task, each computed serially by one thread with that thread's workspace:
+// no fork/join per network, and results independent of which thread ran which network.
+template <class T, class Act>
+void ensemble_risk_gradient(const NetSpec& net, const Act& act, const T* thetas, int64_t n,
+                            const EnsembleBatch<T>& b, double* risks, T* grads) {
+    const int64_t d = parameter_dim(net.widths, net.n_layers);
+    const int nt = n > 1 ? num_threads() : 1;
+    bool failed = false;  // an exception must not leave the parallel region
+#pragma omp parallel for schedule(dynamic) num_threads(nt) if (nt > 1)
+    for (int64_t i = 0; i < n; ++i) {
+        const Batch<T> batch{b.X + i * b.x_stride, b.Y + i * b.y_stride,
+                             b.weight ? b.weight + i * b.weight_stride : nullptr, b.M};
+        try {
+            risks[i] = risk_gradient(net, act, thetas + i * d, batch, grads ? grads + i * d : nullptr);
+        } catch (...) {
+#pragma omp atomic write
+            failed = true;
+        }
+    }
+    if (failed) throw std::bad_alloc();  // the only exception the kernels raise
 }
 
 // The pre-activations z^k of layers k = first..L for every sample, written sample-major:
