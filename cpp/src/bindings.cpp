@@ -26,6 +26,7 @@ PYBIND11_MODULE(_core, m) {
              py::arg("sample_weight"), py::arg("family"), py::arg("r"), py::arg("want_gradient"), py::arg("out"));
     m.def("set_num_threads", &gengrad::set_num_threads, py::arg("n"));
     m.def("get_num_threads", &gengrad::num_threads);
+    m.def("workspace_bytes", &gengrad::workspace_bytes);
     m.def("select_isa", [](const std::string& isa) { return std::string(gengrad::select_kernels(isa).isa); }, py::arg("isa"));
     m.def("build_info", []() {
         py::dict info;

@@ -179,6 +179,9 @@ struct BlockPlan {
         const int64_t target = (int64_t(8) << 20) / (per_sample * int64_t(sizeof(T)));
         block = min_of(M, max_of(kChunk, target / kChunk * kChunk));
         ld = round_up(block, gemm_step<T>);
+        // Rows 4 KiB apart map to the same L1 sets, and the kernels read down columns across
+        // rows: a power-of-two leading dimension thrashed L1.
+        if ((ld * int64_t(sizeof(T))) % 1024 == 0) ld += gemm_step<T>;
         char* base = static_cast<char*>(
             thread_workspace(size_t(per_sample * ld) * sizeof(T) + size_t(block) * sizeof(double)));
         T* next = reinterpret_cast<T*>(base);
