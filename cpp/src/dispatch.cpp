@@ -56,6 +56,10 @@ const IsaKernels* initial_kernels() {
 std::atomic<const IsaKernels*> g_kernels{initial_kernels()};
 
 int default_threads() {
+    if (const char* text = std::getenv("GENGRAD_NUM_THREADS")) {
+        const int n = std::atoi(text);
+        if (n >= 1) return n;
+    }
 #ifdef _OPENMP
     return omp_get_num_procs();
 #else

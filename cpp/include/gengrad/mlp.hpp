@@ -39,20 +39,21 @@ inline void fill(T* p, int64_t n, T value) {
     for (int64_t i = 0; i < n; ++i) p[i] = value;
 }
 
-// C(i, c..c+NV*lanes) = sum_p A(i, p) * B(p, c..), for rows i0..i0+R-1, handed to epi.
-// The accumulators start from the first product rather than from zero: zero-initialising the
-// array made GCC emit a `rep stos` per tile, 14 % of the forward pass of narrow nets.
+// C(i, c..c+NV*lanes) = sum_p A(i, p) * B(p, c..) for rows i0..i0+R-1, handed to epi; Bc points
+// at B(0, c), row p at Bc + p*ldb. The accumulators start from the first product rather than
+// from zero: zero-initialising the array made GCC emit a `rep stos` per tile, 14 % of the
+// forward pass of narrow nets.
 template <class T, int R, int NV, class Epilogue>
 inline void gemm_tile(const T* A, std::ptrdiff_t a_row, std::ptrdiff_t a_col, int64_t i0,
-                      const T* B, std::ptrdiff_t ldb, int64_t c, int64_t K, const Epilogue& epi) {
+                      const T* Bc, std::ptrdiff_t ldb, int64_t c, int64_t K, const Epilogue& epi) {
     vec<T> acc[R][NV];
     for (int v = 0; v < NV; ++v) {
-        const vec<T> b = load(B + c + v * lanes<T>);
+        const vec<T> b = load(Bc + v * lanes<T>);
         for (int r = 0; r < R; ++r) acc[r][v] = A[(i0 + r) * a_row] * b;
     }
     for (int64_t p = 1; p < K; ++p) {
         vec<T> b[NV];
-        for (int v = 0; v < NV; ++v) b[v] = load(B + p * ldb + c + v * lanes<T>);
+        for (int v = 0; v < NV; ++v) b[v] = load(Bc + p * ldb + v * lanes<T>);
         for (int r = 0; r < R; ++r) {
             const T a = A[(i0 + r) * a_row + p * a_col];
             for (int v = 0; v < NV; ++v) acc[r][v] += a * b[v];
@@ -65,30 +66,55 @@ inline void gemm_tile(const T* A, std::ptrdiff_t a_row, std::ptrdiff_t a_col, in
 template <class T>
 constexpr int64_t gemm_step = kGemmVectors * lanes<T>;
 
-// Rows i0..i0+rows-1 (rows < R) of C in tiles of exactly that height, so that the last rows of a
-// layer keep several independent accumulator chains instead of one latency-bound chain per row.
+// Where the tiles read B: in place (B(0, c) = B + c, leading dimension ldb) or from a packed
+// copy in which the gemm_step columns from c lie contiguously, row after row.
+template <class T>
+struct Panels {
+    const T* B;
+    std::ptrdiff_t ldb;
+    int64_t c_begin, K;
+    bool packed;
+    const T* at(int64_t c) const { return packed ? B + (c - c_begin) * K : B + c; }
+    std::ptrdiff_t stride() const { return packed ? gemm_step<T> : ldb; }
+};
+
+// Rows i0..i0+rows-1 (rows <= R) of C in tiles of exactly that height, so that the last rows
+// of a layer keep several independent accumulator chains instead of one latency-bound chain.
 template <class T, int R, class Epilogue>
-inline void gemm_last_rows(int64_t rows, const T* A, std::ptrdiff_t a_row, std::ptrdiff_t a_col,
-                           int64_t i0, int64_t K, const T* B, std::ptrdiff_t ldb, int64_t c_begin,
-                           int64_t c_end, const Epilogue& epi) {
+inline void gemm_rows(int64_t rows, const T* A, std::ptrdiff_t a_row, std::ptrdiff_t a_col, int64_t i0,
+                      int64_t K, const Panels<T>& B, int64_t c_begin, int64_t c_end, const Epilogue& epi) {
     if constexpr (R > 0) {
-        if (rows != R)
-            return gemm_last_rows<T, R - 1>(rows, A, a_row, a_col, i0, K, B, ldb, c_begin, c_end, epi);
+        if (rows != R) return gemm_rows<T, R - 1>(rows, A, a_row, a_col, i0, K, B, c_begin, c_end, epi);
         for (int64_t c = c_begin; c < c_end; c += gemm_step<T>)
-            gemm_tile<T, R, kGemmVectors>(A, a_row, a_col, i0, B, ldb, c, K, epi);
+            gemm_tile<T, R, kGemmVectors>(A, a_row, a_col, i0, B.at(c), B.stride(), c, K, epi);
     }
 }
 
-// All rows of C for the columns [c_begin, c_end) (multiples of gemm_step).
+// Packing pays when a panel is read by several row tiles and is deep: then the tiles stream
+// contiguous memory instead of one cache line per row of B, 4 KiB apart (no prefetch across
+// pages). Below these sizes the copy costs more than it saves.
+constexpr int64_t kPackMinRows = 16, kPackMinDepth = 64;
+
+// All rows of C = A B for the columns [c_begin, c_end) (multiples of gemm_step); `pack` is
+// scratch for K x (c_end - c_begin) values, or null.
 template <class T, class Epilogue>
 inline void gemm_columns(const T* A, std::ptrdiff_t a_row, std::ptrdiff_t a_col, int64_t rows,
                          int64_t K, const T* B, std::ptrdiff_t ldb, int64_t c_begin, int64_t c_end,
-                         const Epilogue& epi) {
+                         const Epilogue& epi, T* pack) {
+    Panels<T> panels{B, ldb, c_begin, K, pack && rows >= kPackMinRows && K >= kPackMinDepth};
+    if (panels.packed) {
+        for (int64_t c = c_begin; c < c_end; c += gemm_step<T>) {
+            T* panel = pack + (c - c_begin) * K;
+            for (int64_t p = 0; p < K; ++p)
+                std::memcpy(panel + p * gemm_step<T>, B + p * ldb + c, sizeof(T) * gemm_step<T>);
+        }
+        panels.B = pack;
+    }
     int64_t i = 0;
     for (; i + kGemmRows <= rows; i += kGemmRows)
         for (int64_t c = c_begin; c < c_end; c += gemm_step<T>)
-            gemm_tile<T, kGemmRows, kGemmVectors>(A, a_row, a_col, i, B, ldb, c, K, epi);
-    gemm_last_rows<T, kGemmRows - 1>(rows - i, A, a_row, a_col, i, K, B, ldb, c_begin, c_end, epi);
+            gemm_tile<T, kGemmRows, kGemmVectors>(A, a_row, a_col, i, panels.at(c), panels.stride(), c, K, epi);
+    gemm_rows<T, kGemmRows - 1>(rows - i, A, a_row, a_col, i, K, panels, c_begin, c_end, epi);
 }
 
 // C(i, j) += sum over the n (a positive multiple of lanes) samples of D(i, .) H(j, .).
@@ -170,6 +196,8 @@ struct BlockPlan {
     T* Z[65];                              // Z[k] for k = 1..L: pre-activations, then deltas
     T* H[65];                              // H[k] for k = 1..L-1; H[0] = input
     double* losses;                        // per sample of the block
+    T* pack;                               // per thread: max width x kChunk values for packing
+    int64_t pack_stride;
 
     BlockPlan(const NetSpec& net, int64_t M) : L(net.n_layers) {
         int64_t per_sample = net.widths[0] + net.widths[L];
@@ -182,8 +210,12 @@ struct BlockPlan {
         // Rows 4 KiB apart map to the same L1 sets, and the kernels read down columns across
         // rows: a power-of-two leading dimension thrashed L1.
         if ((ld * int64_t(sizeof(T))) % 1024 == 0) ld += gemm_step<T>;
-        char* base = static_cast<char*>(
-            thread_workspace(size_t(per_sample * ld) * sizeof(T) + size_t(block) * sizeof(double)));
+        int64_t max_width = 0;
+        for (int64_t k = 0; k <= L; ++k) max_width = max_of(max_width, net.widths[k]);
+        pack_stride = round_up(max_width * kChunk, lanes<T>);
+        const int64_t pack_elements = pack_stride * num_threads();
+        char* base = static_cast<char*>(thread_workspace(size_t(per_sample * ld + pack_elements) * sizeof(T) +
+                                                         size_t(block) * sizeof(double)));
         T* next = reinterpret_cast<T*>(base);
         input = next;
         next += net.widths[0] * ld;
@@ -196,7 +228,17 @@ struct BlockPlan {
                 next += net.widths[k] * ld;
             }
         }
+        pack = next;
+        next += pack_elements;
         losses = reinterpret_cast<double*>(next);
+    }
+    // The calling thread's packing scratch (inside a parallel region: its own slice).
+    T* thread_pack() const {
+#ifdef _OPENMP
+        return pack + omp_get_thread_num() * pack_stride;
+#else
+        return pack;
+#endif
     }
     int64_t chunks(int64_t valid) const { return (round_up(valid, gemm_step<T>) + kChunk - 1) / kChunk; }
 };
@@ -232,10 +274,10 @@ void forward_chunk(const NetSpec& net, const Act& act, const T* theta, const T* 
         const T* b = theta + lay.bias;
         if (k < net.n_layers)
             gemm_columns(W, lay.cols, 1, lay.rows, lay.cols, plan.H[k - 1], ld, c0, c1,
-                         HiddenEpilogue<T, Act>{b, plan.Z[k], plan.H[k], ld, act});
+                         HiddenEpilogue<T, Act>{b, plan.Z[k], plan.H[k], ld, act}, plan.thread_pack());
         else
             gemm_columns(W, lay.cols, 1, lay.rows, lay.cols, plan.H[k - 1], ld, c0, c1,
-                         OutputEpilogue<T>{b, plan.Z[k], ld});
+                         OutputEpilogue<T>{b, plan.Z[k], ld}, plan.thread_pack());
     }
 }
 
@@ -246,7 +288,7 @@ void backward_chunk(const NetSpec& net, const Act& act, const T* theta, const Bl
         const LayerOffsets lay = layer_offsets(net.widths, k);
         // D_{k-1} = W_k^T D_k: A(i, p) = W_k[p, i]
         gemm_columns(theta + lay.weight, 1, lay.cols, lay.cols, lay.rows, plan.Z[k], plan.ld, c0, c1,
-                     BackwardEpilogue<T, Act>{plan.Z[k - 1], plan.ld, act});
+                     BackwardEpilogue<T, Act>{plan.Z[k - 1], plan.ld, act}, plan.thread_pack());
     }
 }
 
