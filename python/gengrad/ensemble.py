@@ -68,10 +68,7 @@ class Ensemble:
         lr = _positive(lr, "lr")
         if not (isinstance(thetas, np.ndarray) and thetas.flags.c_contiguous and thetas.flags.writeable):
             raise ValueError("thetas must be a writeable C-contiguous array to be updated in place")
-        buffer = getattr(self, "_step_buffer", None)
-        if buffer is None or buffer.shape != thetas.shape or buffer.dtype != thetas.dtype:
-            buffer = self._step_buffer = np.empty_like(thetas)
-        risks, G = self.risk_and_gradient(thetas, X, Y, sample_weight, out=buffer)
+        risks, G = self.risk_and_gradient(thetas, X, Y, sample_weight)
         G *= lr
         thetas -= G
         return risks
