@@ -171,3 +171,15 @@ def test_G_matches_torch_autograd_at_exact_kinks():
         h = torch.relu(z) if k < len(net.layout) - 1 else z
     ((z - torch.from_numpy(Y)) ** 2).sum(dim=1).mean().backward()
     assert relative_error(net.gradient(theta, X, Y), t.grad.numpy()) <= 1e-12
+
+
+def test_concurrent_calls_from_python_threads_match_serial_calls():
+    from concurrent.futures import ThreadPoolExecutor
+    widths = (6, 40, 30, 2)
+    net = gengrad.Network(widths, "relu")
+    problems = [random_problem(widths, 500 + 37 * i, seed=i) for i in range(8)]
+    serial = [net.risk_and_gradient(*p) for p in problems]
+    with ThreadPoolExecutor(max_workers=4) as pool:  # the GIL is released: real concurrency
+        for _ in range(3):
+            for (r, g), (r0, g0) in zip(pool.map(lambda p: net.risk_and_gradient(*p), problems), serial):
+                assert r == r0 and np.array_equal(g, g0)

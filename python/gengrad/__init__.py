@@ -6,11 +6,12 @@
     >>> risk, G = net.risk_and_gradient(theta, np.zeros((4, 2)), np.ones((4, 1)))
 """
 from . import _core, activations, reference
+from .ensemble import Ensemble
 from .network import Network
 
 __version__ = "0.1.0"
-__all__ = ["Network", "activations", "reference", "build_info", "set_num_threads",
-           "get_num_threads", "select_isa"]
+__all__ = ["Network", "Ensemble", "activations", "reference", "build_info", "set_num_threads",
+           "get_num_threads", "select_isa", "workspace_bytes"]
 
 
 def build_info() -> dict:
@@ -28,6 +29,12 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     return _core.get_num_threads()
+
+
+def workspace_bytes() -> int:
+    """Scratch memory the core holds now, summed over threads: one buffer per thread that has
+    called it, grown to the largest call and reused (O(block of samples x sum of widths))."""
+    return _core.workspace_bytes()
 
 
 def select_isa(isa: str = "auto") -> str:
