@@ -278,7 +278,9 @@ def finite_difference_check(net: Network, theta, X, Y, h: float = 1e-6, rtol: fl
     fd = np.empty(len(coords))
     for n, i in enumerate(coords):
         step[i] = h
-        fd[n] = (net.risk(theta + step, X, Y, weight) - net.risk(theta - step, X, Y, weight)) / (2 * h)
+        forward, backward = (net.risk(theta + step, X, Y, weight),
+                             net.risk(theta - step, X, Y, weight))
+        fd[n] = (forward - backward) / (2 * h)
         step[i] = 0.0
     scale = max(float(np.abs(G).max()), np.finfo(np.float64).tiny)
     difference = np.abs(fd - G[coords])
@@ -327,10 +329,11 @@ class SubgradientCertificate:
     every pre-activation keeps its side (so the risk is C¹ near θ_ε with the derivative pattern
     of G(θ)); ``errors`` = ||∇L(θ_ε) - G(θ)||, ``steps`` = ||θ_ε - θ||, ``rate`` the slope of
     log errors against log ε (1 for O(ε)). ``finite_differences`` confirms ∇L(θ_ε) at the
-    largest ε. ``G`` is the certified vector.
+    largest ε. ``G`` is the certified vector; θ_ε = θ + ε ``direction``.
     """
 
     G: np.ndarray
+    direction: np.ndarray
     witness: str
     K: float
     eps: tuple
@@ -451,9 +454,9 @@ def subgradient_certificate(net: Network, theta, X, Y, eps_values: Optional[Sequ
     hits = _hits(offsets)
 
     def result(passed, reason, **numbers):
-        fields = dict(witness=witness, K=math.nan, eps=(), steps=(), errors=(), rate=math.nan,
-                      kink_hits=hits, neurons_shifted=0, neurons_rescaled=0,
-                      finite_differences=None)
+        fields = dict(direction=np.zeros_like(theta), witness=witness, K=math.nan, eps=(),
+                      steps=(), errors=(), rate=math.nan, kink_hits=hits, neurons_shifted=0,
+                      neurons_rescaled=0, finite_differences=None)
         fields.update(numbers)
         return SubgradientCertificate(G=G, passed=passed, reason=reason, **fields)
 
@@ -487,8 +490,8 @@ def subgradient_certificate(net: Network, theta, X, Y, eps_values: Optional[Sequ
         if not problems or K is not None or all(kind != "K" for kind, _ in problems):
             break
     if problems:
-        return result(False, "cannot certify: " + problems[0][1], K=K_try, eps=tuple(ladder),
-                      **counts)
+        return result(False, "cannot certify: " + problems[0][1], direction=v, K=K_try,
+                      eps=tuple(ladder), **counts)
 
     errors = [float(np.linalg.norm(net.gradient(theta + e * v, X, Y, weight) - G)) for e in ladder]
     steps = [e * float(np.linalg.norm(v)) for e in ladder]
@@ -499,16 +502,16 @@ def subgradient_certificate(net: Network, theta, X, Y, eps_values: Optional[Sequ
     fd_margin = _margin(_kink_offsets(net, top, X))
     fd = finite_difference_check(net, top, X, Y, h=min(1e-6, 1e-2 * fd_margin),
                                  sample_weight=weight)
-    numbers = dict(K=K_try, eps=tuple(ladder), steps=tuple(steps), errors=tuple(errors),
-                   rate=rate, finite_differences=fd, **counts)
+    numbers = dict(direction=v, K=K_try, eps=tuple(ladder), steps=tuple(steps),
+                   errors=tuple(errors), rate=rate, finite_differences=fd, **counts)
     if math.isinf(rate):
         first = max(e for e, err in zip(ladder, errors) if err <= negligible)
         trend = f"||∇L(θ_ε) - G(θ)|| <= {negligible:.2g} (rounding) for ε <= {first:.2g}"
     else:
         trend = f"||∇L(θ_ε) - G(θ)|| ~ ε^{rate:.2f}"
     if rate < _MIN_RATE:
-        return result(False, f"{trend}: does not fall like ε, so ∇L(θ_ε) does not tend to G(θ)",
-                      **numbers)
+        return result(False, f"{trend}: it does not fall like ε, so ∇L(θ_ε) does not tend to "
+                      "G(θ)", **numbers)
     if not fd.passed:
         return result(False, f"{trend}, but at θ_ε finite differences disagree with ∇L: "
                       + fd.reason, **numbers)
