@@ -242,6 +242,16 @@ def test_finite_differences_name_a_step_that_crosses_a_kink():
     assert V.finite_difference_check(net, theta, [[0.0]], [[0.0]], h=1e-10).crossing == 0
 
 
+def test_finite_differences_say_when_they_cannot_resolve_G():
+    """A confident cross-entropy output: L = log(1 + e^-60) is computed as lse(z) - z_0 with
+    |z| = 30, so the quotients round at about 1e-8 while G is about 1e-25."""
+    net = gengrad.Network((1, 1, 2), "relu", loss="cross_entropy")
+    theta = np.array([1.0, 0.5, 20.0, -20.0, 0.0, 0.0])
+    fd = V.finite_difference_check(net, theta, [[1.0]], np.array([0]))
+    assert fd.passed and np.abs(net.gradient(theta, [[1.0]], np.array([0]))).max() < 1e-20
+    assert "cannot tell G from 0" in fd.reason
+
+
 def test_finite_differences_on_a_subset_of_a_large_theta():
     widths = (10, 60, 40, 2)
     net = gengrad.Network(widths, "tanh")

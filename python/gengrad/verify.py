@@ -253,8 +253,10 @@ def finite_difference_check(net: Network, theta, X, Y, h: float = 1e-6, rtol: fl
     """G(θ) against central finite differences of the float64 risk (MATH.md §5, R3).
 
     Checks every coordinate, or a random ``max_coordinates`` of them (seeded) when d is larger.
-    Coordinate i agrees when |FD_i - G_i| <= rtol max|G| + 10 eps |L| / h (the second term is
-    the rounding of the difference quotient).
+    Coordinate i agrees when |FD_i - G_i| <= rtol max|G| + the rounding of the difference
+    quotient, 100 eps S / h, where S bounds the terms the risk is computed from (the risk and
+    Σ w_m |z^L_m| (1 + |z^L_m| + |y_m|): the cross-entropy of a confident output is a difference
+    of two numbers of size |z^L|).
     """
     theta, X, Y, weight = _problem(net, theta, X, Y, sample_weight, np.float64)
     if not (isinstance(h, (int, float)) and math.isfinite(h) and h > 0):
@@ -284,7 +286,12 @@ def finite_difference_check(net: Network, theta, X, Y, h: float = 1e-6, rtol: fl
         step[i] = 0.0
     scale = max(float(np.abs(G).max()), np.finfo(np.float64).tiny)
     difference = np.abs(fd - G[coords])
-    tolerance = rtol * scale + 10 * np.finfo(np.float64).eps * abs(risk) / h
+    output = np.abs(net.forward(theta, X)).max(axis=1)
+    target = np.abs(Y).reshape(len(X), -1).max(axis=1) if Y.dtype.kind == "f" else 1.0
+    mass = np.full(len(X), 1.0 / len(X)) if weight is None else weight
+    terms = abs(risk) + float(np.sum(mass * output * (1 + output + target)))
+    resolution = 100 * np.finfo(np.float64).eps * terms / h
+    tolerance = rtol * scale + resolution
 
     sides = _sides(offsets)
     crossing = []
@@ -304,6 +311,9 @@ def finite_difference_check(net: Network, theta, X, Y, h: float = 1e-6, rtol: fl
     subset = "" if len(coords) == net.dim else f" (a random {len(coords)} of d = {net.dim})"
     reason = (f"max |FD - G| / max|G| = {max_error:.2g} over {int(valid.sum())} coordinates"
               f"{subset}, h = {h:g}, margin {margin:.3g}")
+    if resolution >= scale:
+        reason += (f"; but the difference quotients' rounding ({resolution:.2g}) exceeds "
+                   f"max|G| = {scale:.2g}: they cannot tell G from 0 here")
     if crossing:
         reason += (f"; {len(crossing)} coordinate(s) not compared: their step crosses a kink "
                    f"(margin {margin:.3g} too small for h = {h:g}; not a failure of G)")
