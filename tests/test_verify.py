@@ -337,6 +337,39 @@ def test_cancellation_example_through_the_study(convention):
     assert V.subgradient_certificate(net, theta, X, Y).passed
 
 
+# --- bad input --------------------------------------------------------------------------------
+
+_NET, _THETA, _X, _Y = gengrad.Network((1, 1, 1)), np.zeros(4), [[0.0]], [[0.0]]
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: V.verify("net", _THETA, _X, _Y), TypeError, "net must be a gengrad.Network"),
+    (lambda: V.verify(_NET, np.zeros(5), _X, _Y), ValueError, "theta must have shape"),
+    (lambda: V.verify(_NET, ["a"] * 4, _X, _Y), TypeError, "theta"),
+    (lambda: V.verify(_NET, _THETA, [["a"]], _Y), TypeError, "X must be an array of numbers"),
+    (lambda: V.verify(_NET, _THETA, [[0.0, 1.0]], _Y), ValueError, "X must have shape"),
+    (lambda: V.verify(_NET, _THETA, _X, [[0.0, 1.0]]), ValueError, "Y must have shape"),
+    (lambda: V.kink_statistics(_NET, _THETA, _X, _Y, [-1.0]), ValueError, "sample_weight"),
+    (lambda: V.approximation_study(_NET, _THETA, _X, _Y, r_values=[0.0]), ValueError, "r_values"),
+    (lambda: V.approximation_study(_NET, _THETA, _X, _Y, r_values="x"), TypeError, "r_values"),
+    (lambda: V.approximation_study(_NET, _THETA, _X, _Y, families=["x"]), ValueError, "family"),
+    (lambda: V.approximation_study(_NET, _THETA, _X, _Y, families=[]), ValueError, "families"),
+    (lambda: V.subgradient_certificate(_NET, _THETA, _X, _Y, K=1.0), ValueError, "K must"),
+    (lambda: V.subgradient_certificate(_NET, _THETA, _X, _Y, eps_values=[-1]), ValueError, "eps"),
+    (lambda: V.subgradient_certificate(_NET, _THETA, _X, _Y, witness="x"), ValueError, "witness"),
+    (lambda: V.finite_difference_check(_NET, _THETA, _X, _Y, h=0.0), ValueError, "h must"),
+    (lambda: V.finite_difference_check(_NET, _THETA, _X, _Y, max_coordinates=0), ValueError,
+     "max_coordinates"),
+    (lambda: V.example_problem(_NET, "x", 3), ValueError, "data must"),
+    (lambda: V.example_problem(_NET, "kink", 0), ValueError, "samples must"),
+    (lambda: V.parse_activation("relu("), ValueError, "activation must"),
+    (lambda: V.parse_convention("left,x"), ValueError, "convention must"),
+])
+def test_bad_input_names_the_argument(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
 # --- the command ------------------------------------------------------------------------------
 
 def test_command_prints_the_report(capsys):

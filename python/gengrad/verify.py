@@ -42,13 +42,20 @@ _MIN_RATE = 0.9
 
 # --- shared pieces ------------------------------------------------------------------------------
 
+def _numeric(value, name: str, dtype=None) -> np.ndarray:
+    try:
+        return np.asarray(value, dtype)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an array of numbers, got {value!r:.80}") from None
+
+
 def _problem(net: Network, theta, X, Y, sample_weight, dtype=None):
     """theta, X, Y and the weights as arrays of one float dtype (theta's unless ``dtype`` is
-    given); integer class labels in Y stay labels."""
+    given; integer theta counts as float64); integer class labels in Y stay labels."""
     if not isinstance(net, Network):
         raise TypeError(f"net must be a gengrad.Network, got {type(net).__name__}")
-    theta = np.asarray(theta)
-    if theta.dtype.kind != "f":
+    theta = _numeric(theta, "theta")
+    if theta.dtype.kind in "iub":
         theta = theta.astype(np.float64)
     dtype = np.dtype(dtype or theta.dtype)
     if dtype not in (np.float32, np.float64):
@@ -56,10 +63,18 @@ def _problem(net: Network, theta, X, Y, sample_weight, dtype=None):
     if theta.shape != (net.dim,):
         raise ValueError(f"theta must have shape ({net.dim},) for widths {net.widths}, "
                          f"got {theta.shape}")
-    Y = np.asarray(Y)
-    Y = Y if Y.dtype.kind in "iu" else Y.astype(dtype)
-    weight = None if sample_weight is None else np.asarray(sample_weight, dtype)
-    return theta.astype(dtype), np.asarray(X, dtype), Y, weight
+    Y = _numeric(Y, "Y")
+    Y = Y if Y.dtype.kind in "iu" else _numeric(Y, "Y", dtype)
+    weight = None if sample_weight is None else _numeric(sample_weight, "sample_weight", dtype)
+    return theta.astype(dtype), _numeric(X, "X", dtype), Y, weight
+
+
+def _ladder(values, name: str, descending: bool) -> list[float]:
+    """A sorted list of positive finite numbers."""
+    values = _numeric(values, name, np.float64).ravel()
+    if not values.size or not np.all(np.isfinite(values) & (values > 0)):
+        raise ValueError(f"{name} must be positive finite numbers, got {values.tolist()!r}")
+    return sorted(values.tolist(), reverse=descending)
 
 
 def _sibling(net: Network, convention=None, backend: Optional[str] = None) -> Network:
@@ -159,9 +174,7 @@ def approximation_study(net: Network, theta, X, Y, r_values: Sequence[float] = D
     equals G at every r > r* (and so the admissible families agree).
     """
     theta, X, Y, weight = _problem(net, theta, X, Y, sample_weight)
-    r_values = sorted(float(r) for r in r_values)
-    if not r_values or not all(math.isfinite(r) and r > 0 for r in r_values):
-        raise ValueError(f"r_values must be positive finite numbers, got {r_values!r}")
+    r_values = _ladder(r_values, "r_values", descending=False)
     families = [activations.check_family(f) for f in families]
     if not families:
         raise ValueError("families must name at least one approximant family")
@@ -261,6 +274,9 @@ def finite_difference_check(net: Network, theta, X, Y, h: float = 1e-6, rtol: fl
     theta, X, Y, weight = _problem(net, theta, X, Y, sample_weight, np.float64)
     if not (isinstance(h, (int, float)) and math.isfinite(h) and h > 0):
         raise ValueError(f"h must be a positive finite number, got {h!r}")
+    if isinstance(max_coordinates, bool) or not isinstance(max_coordinates, int) \
+            or max_coordinates < 1:
+        raise ValueError(f"max_coordinates must be a positive integer, got {max_coordinates!r}")
     offsets = _kink_offsets(net, theta, X)
     margin, hits = _margin(offsets), _hits(offsets)
     if hits:
@@ -455,9 +471,7 @@ def subgradient_certificate(net: Network, theta, X, Y, eps_values: Optional[Sequ
     if K is not None and not (isinstance(K, (int, float)) and math.isfinite(K) and K > 1):
         raise ValueError(f"K must be a finite number > 1, got {K!r}")
     if eps_values is not None:
-        eps_values = sorted((float(e) for e in eps_values), reverse=True)
-        if not eps_values or not all(math.isfinite(e) and e > 0 for e in eps_values):
-            raise ValueError(f"eps_values must be positive finite numbers, got {eps_values!r}")
+        eps_values = _ladder(eps_values, "eps_values", descending=True)
     theta, X, Y, weight = _problem(net, theta, X, Y, sample_weight, np.float64)
     G = net.gradient(theta, X, Y, weight)
     offsets = _kink_offsets(net, theta, X)
