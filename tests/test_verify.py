@@ -408,6 +408,7 @@ def test_command_plots_atomically(tmp_path, capsys):
     assert main(["verify", "--plot", str(path)]) == 0
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["r.png"]   # no temporary file left behind
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 def test_command_without_matplotlib_says_what_to_install(tmp_path, monkeypatch, capsys):

@@ -220,7 +220,7 @@ def approximation_study(net: Network, theta, X, Y, r_values: Sequence[float] = D
         passed = True
         how = "bit for bit" if bitwise else f"to rounding ({tolerance:.2g})"
         where = (f"every r > r* = {r_star:.3g} (gap {gap:.3g})" if math.isfinite(gap)
-                 else "every r (no pre-activation lies off a kink's window)")
+                 else "every r (no hidden pre-activation lies off the kinks)")
         reason = f"{', '.join(admissible)} equal G {how} at {where}"
         others = [f for f in families if f not in admissible]
         if others:
@@ -729,6 +729,7 @@ def plot_approximation(study: ApproximationStudy, path: str) -> None:
     try:
         with os.fdopen(handle, "wb") as file:
             fig.savefig(file, format=extension, dpi=120)
+        os.chmod(temporary, 0o644)      # mkstemp makes it readable by its owner only
         os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)
