@@ -6,7 +6,8 @@ import sys
 
 import numpy as np
 
-from . import Network, build_info
+from . import Network, build_info, verify
+from .network import LOSSES
 
 
 def _torch_gradient(net: Network, theta, X, Y):
@@ -76,6 +77,41 @@ def narrow(args) -> int:
     return 0
 
 
+def verify_command(args) -> int:
+    """Run gengrad.verify on the chosen network and print the report; exit status 0 when every
+    check passes, 1 when one fails, 2 for bad arguments."""
+    try:
+        widths = tuple(int(w) for w in args.widths.split(","))
+        net = Network(widths, verify.parse_activation(args.activation),
+                      verify.parse_convention(args.convention), loss=args.loss)
+        theta, X, Y = verify.example_problem(net, args.data, args.samples, args.seed, args.dtype)
+        if args.theta:
+            theta = np.load(args.theta, allow_pickle=False)
+            if theta.shape != (net.dim,) or theta.dtype.kind != "f":
+                raise ValueError(f"--theta {args.theta} must hold a float vector of length "
+                                 f"d = {net.dim} for widths {widths}, got {theta.dtype} "
+                                 f"{theta.shape}")
+            theta = theta.astype(args.dtype)
+        if args.plot:
+            import matplotlib  # noqa: F401  (fail before the work, not after it)
+    except ImportError:
+        print("gengrad verify: --plot needs matplotlib: pip install 'gengrad[plot]'",
+              file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, OSError) as error:
+        print(f"gengrad verify: {error}", file=sys.stderr)
+        return 2
+    print(f"network {net.widths}, {net.activation}, {net.loss}, d = {net.dim}; "
+          f"{len(X)} {args.data} samples, seed {args.seed}, {args.dtype}"
+          + (f", theta from {args.theta}" if args.theta else ""))
+    report = verify.verify(net, theta, X, Y)
+    print(f"\n{report}")
+    if args.plot:
+        verify.plot_approximation(report.approximation, args.plot)
+        print(f"plot written to {args.plot}")
+    return 0 if report.passed else 1
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="gengrad", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +129,25 @@ def main(argv=None) -> int:
                    help="digits of the fine monodromy integration (0: double precision only)")
     p.add_argument("--no-contrasts", action="store_true", help="skip the contrast models")
     p.set_defaults(run=narrow)
+    p = commands.add_parser("verify", help="check the paper's three claims (MATH.md §5) on a "
+                            "network: approximation, subgradient certificate, finite "
+                            "differences, kink statistics")
+    p.add_argument("--widths", default="2,5,4,1", help="layer widths, e.g. 2,5,4,1")
+    p.add_argument("--activation", default="relu",
+                   help="a name, or leaky_relu(0.2), hardtanh(-1,1), clip(-0.5,2)")
+    p.add_argument("--convention", default=None,
+                   help="left, right, the derivative at the kinks, or one value per kink (1,1)")
+    p.add_argument("--loss", choices=LOSSES, default="squared_error")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", choices=("kink", "random"), default="kink",
+                   help="kink: integer theta and data that hit kinks exactly; random: normal")
+    p.add_argument("--samples", type=int, default=8)
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="dtype of the approximation study (the certificate and finite "
+                        "differences run in float64)")
+    p.add_argument("--theta", help=".npy file holding a flat theta (MATH.md §1 layout)")
+    p.add_argument("--plot", help="image file: ||grad L_r - G|| against r, per family")
+    p.set_defaults(run=verify_command)
     p = commands.add_parser("info", help="build information")
     p.set_defaults(run=lambda args: print(build_info()) or 0)
     args = parser.parse_args(argv)
