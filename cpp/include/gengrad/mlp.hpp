@@ -243,8 +243,11 @@ struct BlockPlan {
     int64_t chunks(int64_t valid) const { return (round_up(valid, gemm_step<T>) + kChunk - 1) / kChunk; }
 };
 
-// Rough multiply-adds below which a second thread costs more than it saves.
-constexpr double kParallelWork = 2e5;
+// Multiply-adds below which the kernels stay on one thread. On an idle machine a second thread
+// pays from about 2e5; but when the cores are shared (other processes, sweeps), a fork/join
+// waits for a time slice and small calls ran up to 200x slower (7.7 ms instead of 40 us), so
+// only calls of tens of microseconds and more are split.
+constexpr double kParallelWork = 1e6;
 
 // Inside a parallel region (an ensemble runs one network per thread) the kernels stay serial.
 inline int threads_for(double multiply_adds) {
