@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import gengrad
-from gengrad import activations
+from gengrad import activations, verify
 
 # (activation, convention): every named activation, each kinked one with a non-default side too.
 ACTIVATIONS = [
@@ -15,6 +15,19 @@ ACTIVATIONS = [
 ACTIVATION_IDS = [f"{a if isinstance(a, str) else a.name + str(a.params)}-{c}" for a, c in ACTIVATIONS]
 
 
+# MATH.md §6: widths (1,1,1), θ = (w, b, v, c) = (1, 0, -1, 1), one datum (0, 0). The limiting
+# subdifferential is {(0,0,0,2), (0,-2,0,2)}: G for relu'(0) = 0 and 1; the 1/2-rule gives
+# (0,-1,0,2), a Clarke but not a limiting Fréchet subgradient.
+MATH6_EXAMPLE = ((1, 1, 1), np.array([1.0, 0.0, -1.0, 1.0]), np.array([[0.0]]), np.array([[0.0]]))
+MATH6_LIMITS = {0.0: np.array([0.0, 0.0, 0.0, 2.0]), 1.0: np.array([0.0, -2.0, 0.0, 2.0])}
+
+# dereich2025.md §4.3(a): widths (1,2,1,1), W1 = (1, 2)^T, b1 = 0, W2 = (-2, 1), b2 = 0, v = 1,
+# c = 0.5 on x in {1, 2}: the layer-2 pre-activation -2 relu(x) + relu(2x) cancels to 0 on both
+# samples, and the shifted softplus converges to the 1/2-rule there, not to G.
+CANCELLATION_EXAMPLE = ((1, 2, 1, 1), np.array([1, 2, 0, 0, -2, 1, 0, 1, 0.5], dtype=np.float64),
+                        np.array([[1.0], [2.0]]), np.array([[3.0], [-1.0]]))
+
+
 def relative_error(actual, expected) -> float:
     actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
     scale = max(np.linalg.norm(expected), 1e-300)
@@ -23,28 +36,12 @@ def relative_error(actual, expected) -> float:
 
 def random_problem(widths, M, seed, loss="squared_error", dtype=np.float64):
     """Continuous random theta and data: pre-activations hit no kink (almost surely)."""
-    rng = np.random.default_rng(seed)
-    net = gengrad.Network(widths)
-    theta = rng.normal(size=net.dim) * 0.7
-    X = rng.normal(size=(M, widths[0]))
-    Y = _targets(rng, M, widths[-1], loss)
-    return theta.astype(dtype), X.astype(dtype), Y.astype(dtype)
+    return verify.example_problem(gengrad.Network(widths, loss=loss), "random", M, seed, dtype)
 
 
 def kink_problem(widths, M, seed, loss="squared_error", dtype=np.float64):
     """Small integer theta and data: many pre-activations are exactly 0, +-1, ... (kinks)."""
-    rng = np.random.default_rng(seed)
-    net = gengrad.Network(widths)
-    theta = rng.integers(-2, 3, size=net.dim).astype(np.float64)
-    X = rng.integers(-2, 3, size=(M, widths[0])).astype(np.float64)
-    Y = _targets(rng, M, widths[-1], loss)
-    return theta.astype(dtype), X.astype(dtype), np.round(Y).astype(dtype)
-
-
-def _targets(rng, M, width, loss):
-    if loss == "cross_entropy":
-        return np.eye(width)[rng.integers(0, width, size=M)]
-    return rng.normal(size=(M, width))
+    return verify.example_problem(gengrad.Network(widths, loss=loss), "kink", M, seed, dtype)
 
 
 @pytest.fixture(params=gengrad.build_info()["isas_supported"])

@@ -7,6 +7,7 @@ import pytest
 
 from gengrad import activations as A
 from gengrad import reference as R
+from conftest import CANCELLATION_EXAMPLE, MATH6_EXAMPLE
 
 KINKED = {
     "relu": A.get("relu"),
@@ -265,7 +266,7 @@ def test_R3_gradient_matches_finite_differences(name, loss, weighted):
 # --- §6: the regression case ------------------------------------------------------------------
 
 def test_math6_relu_convention_regression():
-    widths, theta, X, Y = (1, 1, 1), [1.0, 0.0, -1.0, 1.0], [[0.0]], [[0.0]]
+    widths, theta, X, Y = MATH6_EXAMPLE
     G0 = R.generalized_gradient(theta, widths, A.get("relu"), X, Y)
     G1 = R.generalized_gradient(theta, widths, A.get("relu", 1.0), X, Y)
     np.testing.assert_array_equal(G0, [0, 0, 0, 2])
@@ -452,7 +453,7 @@ def test_admissible_approx_gradient_equals_G_exactly(name, side, loss):
 
 def test_plain_softplus_converges_to_the_half_rule_at_a_first_layer_kink():
     # MATH §6 example: the kink is hit in the first layer, so no cancellation is involved
-    widths, theta, X, Y = (1, 1, 1), [1.0, 0.0, -1.0, 1.0], [[0.0]], [[0.0]]
+    widths, theta, X, Y = MATH6_EXAMPLE
     G_half = np.array([0.0, -1.0, 0.0, 2.0])
     for convention in (0.0, 1.0):
         act = A.get("relu", convention)
@@ -496,10 +497,7 @@ def _relu_backprop(theta, widths, X, Y, slope_at_zero):
 
 @pytest.mark.parametrize("convention", [0.0, 1.0])
 def test_cancellation_example(convention):
-    widths = (1, 2, 1, 1)
-    # W1 = (1, 2)^T, b1 = 0, W2 = (-2, 1), b2 = 0, v = 1, c = 0.5
-    theta = np.array([1, 2, 0, 0, -2, 1, 0, 1, 0.5], dtype=np.float64)
-    X, Y = np.array([[1.0], [2.0]]), np.array([[3.0], [-1.0]])
+    widths, theta, X, Y = CANCELLATION_EXAMPLE
     act = A.get("relu", convention)
     zs = R.pre_activations(theta, widths, act, X)
     np.testing.assert_array_equal(zs[1], [[0.0], [0.0]])

@@ -21,10 +21,13 @@ PYBIND11_MODULE(_core, m) {
         .def("pre_activations", &Model::pre_activations, py::arg("theta"), py::arg("X"), py::arg("first"))
         .def("risk_gradient", &Model::risk_gradient, py::arg("theta"), py::arg("X"), py::arg("Y"),
              py::arg("sample_weight"), py::arg("family"), py::arg("r"), py::arg("want_gradient"), py::arg("out"))
-        .def("kink_counts", &Model::kink_counts, py::arg("theta"), py::arg("X"));
+        .def("kink_counts", &Model::kink_counts, py::arg("theta"), py::arg("X"))
+        .def("ensemble_risk_gradient", &Model::ensemble_risk_gradient, py::arg("thetas"), py::arg("X"), py::arg("Y"),
+             py::arg("sample_weight"), py::arg("family"), py::arg("r"), py::arg("want_gradient"), py::arg("out"));
     gengrad::python::register_flow(m);
     m.def("set_num_threads", &gengrad::set_num_threads, py::arg("n"));
     m.def("get_num_threads", &gengrad::num_threads);
+    m.def("workspace_bytes", &gengrad::workspace_bytes);
     m.def("select_isa", [](const std::string& isa) { return std::string(gengrad::select_kernels(isa).isa); }, py::arg("isa"));
     m.def("build_info", []() {
         py::dict info;

@@ -32,7 +32,7 @@ py::array_t<T> column(const std::vector<flow::Event>& events, F&& get) {
 }
 
 py::dict integrate(const Model& model, const py::array& theta0, const py::array& X, const py::array& Y,
-                   const py::array& weight, double t_end, double rtol, double atol, double first_step,
+                   const py::object& weight, double t_end, double rtol, double atol, double first_step,
                    double max_step, int64_t max_steps, int event_nodes, bool dense_output, bool save_steps,
                    const py::object& t_eval) {
     const int64_t d = model.dim();

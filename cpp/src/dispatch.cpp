@@ -56,6 +56,10 @@ const IsaKernels* initial_kernels() {
 std::atomic<const IsaKernels*> g_kernels{initial_kernels()};
 
 int default_threads() {
+    if (const char* text = std::getenv("GENGRAD_NUM_THREADS")) {
+        const int n = std::atoi(text);
+        if (n >= 1) return n;
+    }
 #ifdef _OPENMP
     return omp_get_num_procs();
 #else
@@ -119,19 +123,34 @@ bool openmp_enabled() {
 #endif
 }
 
-void* thread_workspace(std::size_t bytes) {
-    thread_local std::unique_ptr<void, AlignedFree> buffer;
-    thread_local std::size_t capacity = 0;
-    if (bytes > capacity) {
-        const std::size_t rounded = (bytes + 63) / 64 * 64;
+namespace {
+std::atomic<std::size_t> g_workspace_bytes{0};
+
+// Frees a thread's buffer when the thread ends and keeps the process total up to date.
+struct ThreadWorkspace {
+    std::unique_ptr<void, AlignedFree> buffer;
+    std::size_t capacity = 0;
+    void resize(std::size_t bytes) {
         buffer.reset();
+        g_workspace_bytes -= capacity;
         capacity = 0;
-        void* p = std::aligned_alloc(64, rounded);
+        if (bytes == 0) return;
+        void* p = std::aligned_alloc(64, bytes);
         if (!p) throw std::bad_alloc();
         buffer.reset(p);
-        capacity = rounded;
+        capacity = bytes;
+        g_workspace_bytes += capacity;
     }
-    return buffer.get();
+    ~ThreadWorkspace() { resize(0); }
+};
+thread_local ThreadWorkspace t_workspace;
+}  // namespace
+
+void* thread_workspace(std::size_t bytes) {
+    if (bytes > t_workspace.capacity) t_workspace.resize((bytes + 63) / 64 * 64);
+    return t_workspace.buffer.get();
 }
+
+std::size_t workspace_bytes() { return g_workspace_bytes.load(); }
 
 }  // namespace gengrad

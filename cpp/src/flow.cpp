@@ -150,11 +150,9 @@ public:
 
     double risk(const double* theta, const double* slope, const double* intercept) {
         double risk = 0;
-        const int64_t outputs = spec_.widths[L_];
         for (int64_t m = 0; m < data_.M; ++m) {
             forward_sample(theta, slope, intercept, m, L_);
-            risk += data_.weight[m] * portable::sample_loss(spec_.loss, z_.data() + per_sample_, 1,
-                                                            data_.Y + m * outputs, data_.weight[m], outputs, false);
+            risk += weight(m) * loss(m, false);
         }
         return risk;
     }
@@ -202,6 +200,8 @@ private:
     template <class F>
     static double derivative_at(double z, double) { return F::derivative(z); }
 
+    double weight(int64_t m) const { return data_.weight ? data_.weight[m] : 1.0 / double(data_.M); }
+
     template <class F>
     void set_smooth(double (*slope_of)(double, double) = &derivative_at<F>) {
         value_ = &F::value;
@@ -234,14 +234,22 @@ private:
         }
     }
 
+    // loss(z^L, y_m) from the outputs in z_; `delta`: they become w_m dloss/dz^L. (The kernels'
+    // block of samples, here one column with its outputs contiguous.)
+    double loss(int64_t m, bool delta) {
+        const int64_t outputs = spec_.widths[L_];
+        const double w = weight(m);
+        double value = 0;
+        portable::block_losses(spec_.loss, z_.data() + per_sample_, 1, outputs, data_.Y + m * outputs, &w, w, 0, 1,
+                               &value, delta);
+        return value;
+    }
+
     // delta_ = w_m dloss/dz^L from the outputs in z_; returns w_m loss.
     double start_backward(int64_t m) {
-        const int64_t outputs = spec_.widths[L_];
-        double* out = z_.data() + per_sample_;
-        const double w = data_.weight[m];
-        const double loss = portable::sample_loss(spec_.loss, out, 1, data_.Y + m * outputs, w, outputs, true);
-        std::copy(out, out + outputs, delta_.begin());
-        return w * loss;
+        const double value = weight(m) * loss(m, true);
+        std::copy(z_.begin() + per_sample_, z_.end(), delta_.begin());
+        return value;
     }
 
     // Adds to grad the gradient of sum_i delta_[i] z^{k_top}_i for sample m; needs the forward

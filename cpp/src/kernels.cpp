@@ -26,13 +26,22 @@ double risk_gradient_entry(const NetSpec& net, Approximation approx, const T* th
 }
 
 template <class T>
+void ensemble_risk_gradient_entry(const NetSpec& net, Approximation approx, const T* thetas, int64_t n,
+                                  const EnsembleBatch<T>& batch, double* risks, T* grads) {
+    with_activation<T>(net, approx, [&](const auto& act) {
+        ensemble_risk_gradient(net, act, thetas, n, batch, risks, grads);
+    });
+}
+
+template <class T>
 void kink_counts_entry(const NetSpec& net, const T* theta, const T* X, int64_t M, int64_t* counts) {
     with_activation<T>(net, kExact, [&](const auto& act) { kink_counts(net, act, theta, X, M, counts); });
 }
 
 template <class T>
 constexpr KernelTable<T> table() {
-    return {&pre_activations_entry<T>, &risk_gradient_entry<T>, &kink_counts_entry<T>};
+    return {&pre_activations_entry<T>, &risk_gradient_entry<T>, &kink_counts_entry<T>,
+            &ensemble_risk_gradient_entry<T>};
 }
 
 }  // namespace

@@ -55,6 +55,10 @@ py::array_t<T> checked(const py::handle& obj, const char* name, const std::vecto
     return typed;
 }
 
+inline std::string shape_of(const py::array& array) {
+    return shape_text(std::vector<int64_t>(array.shape(), array.shape() + array.ndim()));
+}
+
 inline bool overlaps(const py::array& a, const py::array& b) {
     const char* a0 = static_cast<const char*>(a.data());
     const char* b0 = static_cast<const char*>(b.data());
@@ -143,13 +147,35 @@ public:
         });
     }
 
+    // The data of a risk: X and Y as contiguous, finite arrays of T with the network's widths
+    // and at least one sample; the sample weights likewise and non-negative, or None (1/M each).
+    template <class T>
+    struct Data {
+        py::array_t<T> X, Y, weight;  // weight: empty for None
+        gengrad::Batch<T> batch() const {
+            return {X.data(), Y.data(), weight.size() ? weight.data() : nullptr, X.shape(0)};
+        }
+    };
+
+    template <class T>
+    Data<T> checked_data(const py::array& X, const py::array& Y, const py::object& weight) const {
+        auto x = checked<T>(X, "X", {-1, widths_.front()});
+        const int64_t M = x.shape(0);
+        if (M == 0) throw py::value_error("X must hold at least one sample, got shape (0, " + std::to_string(widths_.front()) + ")");
+        auto y = checked<T>(Y, "Y", {M, widths_.back()});
+        py::array_t<T> w(0);
+        if (!weight.is_none()) {
+            w = checked<T>(weight, "sample_weight", {M});
+            for (int64_t m = 0; m < M; ++m)
+                if (w.data()[m] < 0) throw py::value_error("sample_weight must be non-negative, got " + std::to_string(double(w.data()[m])) + " at index " + std::to_string(m));
+        }
+        return {x, y, w};
+    }
+
     // (risk, gradient or None); family 0 is the generalized gradient G, others grad L_r.
-    py::tuple risk_gradient(const py::array& theta, const py::array& X, const py::array& Y, const py::array& weight,
+    py::tuple risk_gradient(const py::array& theta, const py::array& X, const py::array& Y, const py::object& weight,
                             int family, double r, bool want_gradient, const py::object& out) const {
-        if (family < 0 || family > int(gengrad::Family::shifted_softplus))
-            throw py::value_error("unknown approximant family " + std::to_string(family));
-        if (family != 0 && !(r > 0 && std::isfinite(r)))
-            throw py::value_error("r must be a positive finite number, got " + std::to_string(r));
+        check_family(family, r);
         return dispatch(theta, [&](auto zero) {
             using T = decltype(zero);
             auto th = checked<T>(theta, "theta", {dim_});
@@ -157,7 +183,7 @@ public:
             py::object grad = py::none();
             T* grad_data = nullptr;
             if (want_gradient) {
-                py::array_t<T> g = out.is_none() ? py::array_t<T>(dim_) : checked_out<T>(out, {&theta, &X, &Y, &weight});
+                py::array_t<T> g = out.is_none() ? py::array_t<T>(dim_) : checked_out<T>(out, {dim_}, {theta, X, Y, weight});
                 grad_data = g.mutable_data();
                 grad = g;
             }
@@ -171,24 +197,53 @@ public:
         });
     }
 
-    // The data of a risk: X, Y and the sample weights as contiguous, finite arrays of T with
-    // the network's widths, at least one sample and non-negative weights.
-    template <class T>
-    struct Data {
-        py::array_t<T> X, Y, weight;
-        gengrad::Batch<T> batch() const { return {X.data(), Y.data(), weight.data(), X.shape(0)}; }
-    };
-
-    template <class T>
-    Data<T> checked_data(const py::array& X, const py::array& Y, const py::array& weight) const {
-        auto x = checked<T>(X, "X", {-1, widths_.front()});
-        const int64_t M = x.shape(0);
-        if (M == 0) throw py::value_error("X must hold at least one sample, got shape (0, " + std::to_string(widths_.front()) + ")");
-        auto y = checked<T>(Y, "Y", {M, widths_.back()});
-        auto w = checked<T>(weight, "sample_weight", {M});
-        for (int64_t m = 0; m < M; ++m)
-            if (w.data()[m] < 0) throw py::value_error("sample_weight must be non-negative, got " + std::to_string(double(w.data()[m])) + " at index " + std::to_string(m));
-        return {x, y, w};
+    // An ensemble: thetas (n, d); X, Y (and sample_weight) shared, or one per network with a
+    // leading axis of length n. Returns (risks (n,), gradients (n, d) or None).
+    py::tuple ensemble_risk_gradient(const py::array& thetas, const py::array& X, const py::array& Y,
+                                     const py::object& weight, int family, double r, bool want_gradient,
+                                     const py::object& out) const {
+        check_family(family, r);
+        return dispatch(thetas, [&](auto zero) {
+            using T = decltype(zero);
+            if (thetas.ndim() != 2)
+                throw py::value_error("thetas must have shape (n, " + std::to_string(dim_) + "), got " + shape_of(thetas));
+            const int64_t n = thetas.shape(0);
+            if (n == 0) throw py::value_error("thetas must hold at least one network");
+            auto th = checked<T>(thetas, "thetas", {n, dim_});
+            const bool per_net_x = X.ndim() == 3;
+            auto x = checked<T>(X, "X", per_net_x ? std::vector<int64_t>{n, -1, widths_.front()} : std::vector<int64_t>{-1, widths_.front()});
+            const int64_t M = x.shape(per_net_x ? 1 : 0);
+            if (M == 0) throw py::value_error("X must hold at least one sample");
+            const bool per_net_y = Y.ndim() == 3;
+            auto y = checked<T>(Y, "Y", per_net_y ? std::vector<int64_t>{n, M, widths_.back()} : std::vector<int64_t>{M, widths_.back()});
+            py::array_t<T> w;
+            int64_t w_stride = 0;
+            if (!weight.is_none()) {
+                const bool per_net_w = py::isinstance<py::array>(weight) && py::reinterpret_borrow<py::array>(weight).ndim() == 2;
+                w = checked<T>(weight, "sample_weight", per_net_w ? std::vector<int64_t>{n, M} : std::vector<int64_t>{M});
+                for (int64_t m = 0; m < int64_t(w.size()); ++m)
+                    if (w.data()[m] < 0) throw py::value_error("sample_weight must be non-negative, got " + std::to_string(double(w.data()[m])) + " at flat index " + std::to_string(m));
+                w_stride = per_net_w ? M : 0;
+            }
+            py::array_t<double> risks(n);
+            py::object grads = py::none();
+            T* grads_data = nullptr;
+            if (want_gradient) {
+                py::array_t<T> g = out.is_none() ? py::array_t<T>({n, dim_}) : checked_out<T>(out, {n, dim_}, {thetas, X, Y, weight});
+                grads_data = g.mutable_data();
+                grads = g;
+            }
+            const gengrad::EnsembleBatch<T> batch{x.data(), y.data(), w.size() ? w.data() : nullptr, M,
+                                                  per_net_x ? M * widths_.front() : 0,
+                                                  per_net_y ? M * widths_.back() : 0, w_stride};
+            double* risks_data = risks.mutable_data();
+            {
+                py::gil_scoped_release release;
+                table<T>().ensemble_risk_gradient(spec_, {gengrad::Family(family), r}, th.data(), n, batch,
+                                                  risks_data, grads_data);
+            }
+            return py::make_tuple(risks, grads);
+        });
     }
 
     py::array_t<int64_t> kink_counts(const py::array& theta, const py::array& X) const {
@@ -206,17 +261,25 @@ public:
     }
 
 private:
+    static void check_family(int family, double r) {
+        if (family < 0 || family > int(gengrad::Family::shifted_softplus))
+            throw py::value_error("unknown approximant family " + std::to_string(family));
+        if (family != 0 && !(r > 0 && std::isfinite(r)))
+            throw py::value_error("r must be a positive finite number, got " + std::to_string(r));
+    }
+
     template <class T>
-    py::array_t<T> checked_out(const py::object& out, std::initializer_list<const py::array*> inputs) const {
+    static py::array_t<T> checked_out(const py::object& out, const std::vector<int64_t>& shape,
+                                      std::initializer_list<py::handle> inputs) {
         if (!py::isinstance<py::array>(out) || !py::reinterpret_borrow<py::array>(out).dtype().is(py::dtype::of<T>()))
             throw py::type_error("out must be a numpy array with the dtype of theta");
         auto array = py::reinterpret_borrow<py::array_t<T>>(out);
-        if (array.ndim() != 1 || array.shape(0) != dim_)
-            throw py::value_error("out must have shape (" + std::to_string(dim_) + ",)");
+        if (shape_of(array) != shape_text(shape)) throw py::value_error("out must have shape " + shape_text(shape) + ", got " + shape_of(array));
         if (!(array.flags() & py::array::c_style)) throw py::value_error("out must be C-contiguous");
         if (!array.writeable()) throw py::value_error("out must be writeable, got a read-only array");
-        for (const py::array* input : inputs)
-            if (overlaps(array, *input)) throw py::value_error("out must not share memory with the inputs");
+        for (py::handle input : inputs)
+            if (!input.is_none() && overlaps(array, py::reinterpret_borrow<py::array>(input)))
+                throw py::value_error("out must not share memory with the inputs");
         return array;
     }
 

@@ -6,15 +6,16 @@
     >>> risk, G = net.risk_and_gradient(theta, np.zeros((4, 2)), np.ones((4, 1)))
 """
 from . import _core, activations, reference
+from .ensemble import Ensemble
 from .network import Network
 from . import datasets
 from .flow import FlowResult, flow
 from .train import TrainResult, train
 
 __version__ = "0.1.0"
-__all__ = ["Network", "activations", "reference", "build_info", "set_num_threads",
-           "get_num_threads", "select_isa", "flow", "FlowResult", "train", "TrainResult",
-           "datasets"]
+__all__ = ["Network", "Ensemble", "activations", "reference", "build_info", "set_num_threads",
+           "get_num_threads", "select_isa", "workspace_bytes", "flow", "FlowResult", "train",
+           "TrainResult", "datasets"]
 
 
 def build_info() -> dict:
@@ -32,6 +33,12 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     return _core.get_num_threads()
+
+
+def workspace_bytes() -> int:
+    """Scratch memory the core holds now, summed over threads: one buffer per thread that has
+    called it, grown to the largest call and reused (O(block of samples x sum of widths))."""
+    return _core.workspace_bytes()
 
 
 def select_isa(isa: str = "auto") -> str:

@@ -6,8 +6,9 @@ import sys
 
 import numpy as np
 
-from . import Network, build_info
+from . import Network, build_info, verify
 from .flow import add_arguments as add_flow_arguments, command as flow_command
+from .network import LOSSES
 from .train import add_arguments as add_train_arguments, command as train_command
 
 
@@ -65,6 +66,54 @@ def demo(args) -> int:
     return 0
 
 
+def narrow(args) -> int:
+    """Park 2024's narrow network: the derivation, the monodromy evidence and the verdict."""
+    from . import narrow as park    # needs the narrow extra (sympy, mpmath, scipy)
+
+    try:
+        park.report(args.architecture, args.activation, args.target,
+                    digits=args.digits or None, contrasts=not args.no_contrasts)
+    except (TypeError, ValueError) as error:
+        print(f"gengrad narrow: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def verify_command(args) -> int:
+    """Run gengrad.verify on the chosen network and print the report; exit status 0 when every
+    check passes, 1 when one fails, 2 for bad arguments."""
+    try:
+        widths = tuple(int(w) for w in args.widths.split(","))
+        net = Network(widths, verify.parse_activation(args.activation),
+                      verify.parse_convention(args.convention), loss=args.loss)
+        theta, X, Y = verify.example_problem(net, args.data, args.samples, args.seed, args.dtype)
+        if args.theta:
+            theta = np.load(args.theta, allow_pickle=False)
+            if theta.shape != (net.dim,) or theta.dtype.kind != "f":
+                raise ValueError(f"--theta {args.theta} must hold a float vector of length "
+                                 f"d = {net.dim} for widths {widths}, got {theta.dtype} "
+                                 f"{theta.shape}")
+            theta = theta.astype(args.dtype)
+        if args.plot:
+            import matplotlib  # noqa: F401  (fail before the work, not after it)
+    except ImportError:
+        print("gengrad verify: --plot needs matplotlib: pip install 'gengrad[plot]'",
+              file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, OSError) as error:
+        print(f"gengrad verify: {error}", file=sys.stderr)
+        return 2
+    print(f"network {net.widths}, {net.activation}, {net.loss}, d = {net.dim}; "
+          f"{len(X)} {args.data} samples, seed {args.seed}, {args.dtype}"
+          + (f", theta from {args.theta}" if args.theta else ""))
+    report = verify.verify(net, theta, X, Y)
+    print(f"\n{report}")
+    if args.plot:
+        verify.plot_approximation(report.approximation, args.plot)
+        print(f"plot written to {args.plot}")
+    return 0 if report.passed else 1
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="gengrad", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -72,6 +121,35 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=4)
     p.add_argument("--rows", type=int, default=12, help="components to print")
     p.set_defaults(run=demo)
+    p = commands.add_parser("narrow", help="Park 2024's four-parameter network: flow, normal "
+                            "variational equation, monodromy, non-integrability verdict")
+    p.add_argument("--architecture", default="biased", help="biased (f = v tanh(wx + b) + c) or "
+                   "bias_free (f = v1 tanh(w1 x) + v2 tanh(w2 x))")
+    p.add_argument("--activation", default="tanh", help="tanh or identity")
+    p.add_argument("--target", default="1", help="y* > 0 of the data (1, y*), (-1, -y*); e.g. 1 or 1/2")
+    p.add_argument("--digits", type=int, default=30,
+                   help="digits of the fine monodromy integration (0: double precision only)")
+    p.add_argument("--no-contrasts", action="store_true", help="skip the contrast models")
+    p.set_defaults(run=narrow)
+    p = commands.add_parser("verify", help="check the paper's three claims (MATH.md §5) on a "
+                            "network: approximation, subgradient certificate, finite "
+                            "differences, kink statistics")
+    p.add_argument("--widths", default="2,5,4,1", help="layer widths, e.g. 2,5,4,1")
+    p.add_argument("--activation", default="relu",
+                   help="a name, or leaky_relu(0.2), hardtanh(-1,1), clip(-0.5,2)")
+    p.add_argument("--convention", default=None,
+                   help="left, right, the derivative at the kinks, or one value per kink (1,1)")
+    p.add_argument("--loss", choices=LOSSES, default="squared_error")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", choices=("kink", "random"), default="kink",
+                   help="kink: integer theta and data that hit kinks exactly; random: normal")
+    p.add_argument("--samples", type=int, default=8)
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="dtype of the approximation study (the certificate and finite "
+                        "differences run in float64)")
+    p.add_argument("--theta", help=".npy file holding a flat theta (MATH.md §1 layout)")
+    p.add_argument("--plot", help="image file: ||grad L_r - G|| against r, per family")
+    p.set_defaults(run=verify_command)
     p = commands.add_parser("info", help="build information")
     p.set_defaults(run=lambda args: print(build_info()) or 0)
     p = commands.add_parser("train", help="train a network on digits or a regression target")

@@ -149,7 +149,7 @@ def prepare_data(net: Network, X, Y, sample_weight, dtype=np.float64):
     X = _array(X, "X", dtype)
     if X.ndim != 2 or X.shape[1] != net.widths[0]:
         raise ValueError(f"X must have shape (M, {net.widths[0]}), got {X.shape}")
-    Y = net._Y(Y, dtype, len(X))
+    Y = net._Y(Y, dtype)   # the one definition of targets: class labels become one-hot rows
     if sample_weight is None:
         weight = np.full(len(X), 1.0 / max(len(X), 1), dtype=dtype)
     else:

@@ -14,6 +14,7 @@ INIT_SCHEMES = ("he_uniform", "glorot_uniform", "torch")
 _ACTIVATION_KINDS = {"tanh": 1, "sigmoid": 2, "softplus": 3, "gelu": 4, "silu": 5}
 _FAMILY_CODES = {"cubic": 1, "sine": 2, "softplus": 3, "shifted_softplus": 4}
 MAX_LAYERS = 64
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class Network:
@@ -164,23 +165,21 @@ class Network:
     def _risk_gradient(self, theta, X, Y, sample_weight, family, r, want_gradient, out):
         theta = self._theta(theta)
         X = self._X(X, theta.dtype)
-        Y = self._Y(Y, theta.dtype, len(X))
-        if sample_weight is None:
-            weight = np.full(len(X), 1.0 / max(len(X), 1), dtype=theta.dtype)
-        else:
-            weight = _array(sample_weight, "sample_weight", theta.dtype)
+        Y = self._Y(Y, theta.dtype)
+        weight = None if sample_weight is None else _array(sample_weight, "sample_weight", theta.dtype)
         return self._impl.risk_gradient(theta, X, Y, weight, family, r, want_gradient, out)
 
     def _theta(self, theta) -> np.ndarray:
         if isinstance(theta, np.ndarray):
-            _float_dtype(theta.dtype, "theta")
-            return np.ascontiguousarray(theta)
+            if theta.dtype not in _FLOAT_DTYPES:
+                _float_dtype(theta.dtype, "theta")  # raises
+            return theta if theta.flags.c_contiguous else np.ascontiguousarray(theta)
         return _array(theta, "theta", np.float64)
 
     def _X(self, X, dtype) -> np.ndarray:
         return _array(X, "X", dtype)
 
-    def _Y(self, Y, dtype, M: int) -> np.ndarray:
+    def _Y(self, Y, dtype) -> np.ndarray:
         out_width = self.widths[-1]
         if self.loss == "cross_entropy" and isinstance(Y, np.ndarray) and Y.ndim == 1 and Y.dtype.kind in "iu":
             if len(Y) and (Y.min() < 0 or Y.max() >= out_width):
@@ -215,7 +214,7 @@ class _ReferenceBackend:
         # The compiled core validates sizes and values even here, so both backends reject the
         # same inputs with the same messages.
         self.net._core.risk_gradient(theta, X, Y, weight, 0, 0.0, False, None)
-        kwargs = dict(loss=self.net.loss, sample_weight=weight)
+        kwargs = dict(loss=self.net.loss, sample_weight=weight)  # None: 1/M each, as in the core
         risk = reference.risk(theta, widths, act, X, Y, **kwargs)
         if not want_gradient:
             return risk, None
@@ -275,7 +274,7 @@ def _array(value, name: str, dtype) -> np.ndarray:
         if value.dtype != dtype:
             raise TypeError(f"{name} has dtype {value.dtype} but theta has dtype {np.dtype(dtype)}; "
                             f"convert it with {name}.astype(np.{np.dtype(dtype)})")
-        return np.ascontiguousarray(value)
+        return value if value.flags.c_contiguous else np.ascontiguousarray(value)
     try:
         return np.ascontiguousarray(value, dtype=dtype)
     except (TypeError, ValueError) as error:

@@ -1,5 +1,6 @@
 // Run-time choice of the kernel build (SSE2 / AVX2 / AVX-512 on x86-64, portable elsewhere).
 #pragma once
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,8 @@ const IsaKernels& kernels();
 // "auto" or a build name; throws std::invalid_argument if unknown or unsupported by the CPU.
 const IsaKernels& select_kernels(const std::string& isa);
 void set_num_threads(int n);
+// The bytes of scratch memory the kernels hold now, over all threads (reused across calls).
+std::size_t workspace_bytes();
 bool openmp_enabled();
 
 }  // namespace gengrad

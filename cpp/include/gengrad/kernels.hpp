@@ -49,8 +49,18 @@ template <class T>
 struct Batch {
     const T* X;       // (M, l_0) row-major
     const T* Y;       // (M, l_L) row-major; may be null when only the forward pass runs
-    const T* weight;  // (M,) masses of the empirical measure
+    const T* weight;  // (M,) masses of the empirical measure; null: 1/M each
     int64_t M;
+};
+
+// The batches of an ensemble: network i reads X + i*x_stride, Y + i*y_stride and
+// weight + i*weight_stride (stride 0: data shared by all networks; weight null: 1/M each).
+template <class T>
+struct EnsembleBatch {
+    const T* X;
+    const T* Y;
+    const T* weight;
+    int64_t M, x_stride, y_stride, weight_stride;
 };
 
 template <class T>
@@ -64,6 +74,10 @@ struct KernelTable {
                             const Batch<T>& batch, T* grad);
     // counts: (L-1,) exact kink hits of hidden pre-activations, per hidden layer.
     void (*kink_counts)(const NetSpec&, const T* theta, const T* X, int64_t M, int64_t* counts);
+    // n networks of one architecture, thetas (n, d) row-major: risks (n,) and, unless grads is
+    // null, grads (n, d); each network's results are bitwise those of risk_gradient.
+    void (*ensemble_risk_gradient)(const NetSpec&, Approximation approx, const T* thetas, int64_t n,
+                                   const EnsembleBatch<T>& batch, double* risks, T* grads);
 };
 
 struct IsaKernels {

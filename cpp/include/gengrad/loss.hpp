@@ -10,20 +10,15 @@
 namespace gengrad {
 namespace GENGRAD_ISA_NS {
 
-// Returns loss(z, y) for one sample whose n outputs lie at z[0], z[stride], ...; when `delta` is
-// set, overwrites them with weight * dloss/dz (the start of backpropagation, MATH.md §4).
+// Returns the softmax cross-entropy loss(z, y) for one sample whose n outputs lie at z[0],
+// z[stride], ...; when `delta` is set, overwrites them with weight * dloss/dz (the start of
+// backpropagation, MATH.md §4).
+// The squared error ||z - y||^2 is in block_losses below.
 template <class T>
 double sample_loss(LossKind kind, T* z, std::ptrdiff_t stride, const T* y, T weight, int64_t n,
                    bool delta) {
+    (void)kind;  // only cross_entropy reaches here
     double loss = 0;
-    if (kind == LossKind::squared_error) {  // ||z - y||^2
-        for (int64_t j = 0; j < n; ++j) {
-            const T diff = z[j * stride] - y[j];
-            loss += double(diff) * double(diff);
-            if (delta) z[j * stride] = 2 * weight * diff;
-        }
-        return loss;
-    }
     // softmax cross-entropy against the target distribution y: sum_j y_j (logsumexp(z) - z_j)
     T zmax = z[0];
     for (int64_t j = 1; j < n; ++j) zmax = z[j * stride] > zmax ? z[j * stride] : zmax;
@@ -38,6 +33,29 @@ double sample_loss(LossKind kind, T* z, std::ptrdiff_t stride, const T* y, T wei
         if (delta) z[j * stride] = weight * (std::exp(z[j * stride] - logsumexp) * y_total - y[j]);
     }
     return loss;
+}
+
+// The losses of the samples in columns [c0, c1) of a block of outputs Z (n_out rows, leading
+// dimension ld, feature-major), with targets Y (one row per column, sample-major) and masses
+// weight (null: every sample weighs `uniform`); when `delta` is set, overwrites Z with
+// weight * dloss/dz. The squared error runs output by output so that it vectorises across samples.
+template <class T>
+void block_losses(LossKind kind, T* Z, std::ptrdiff_t ld, int64_t n_out, const T* Y, const T* weight,
+                  T uniform, int64_t c0, int64_t c1, double* losses, bool delta) {
+    if (kind == LossKind::squared_error) {
+        for (int64_t c = c0; c < c1; ++c) losses[c] = 0;
+        for (int64_t j = 0; j < n_out; ++j) {
+            T* z = Z + j * ld;
+            for (int64_t c = c0; c < c1; ++c) {
+                const T diff = z[c] - Y[c * n_out + j];
+                losses[c] += double(diff) * double(diff);
+                if (delta) z[c] = 2 * (weight ? weight[c] : uniform) * diff;
+            }
+        }
+        return;
+    }
+    for (int64_t c = c0; c < c1; ++c)
+        losses[c] = sample_loss(kind, Z + c, ld, Y + c * n_out, weight ? weight[c] : uniform, n_out, delta);
 }
 
 }  // namespace GENGRAD_ISA_NS

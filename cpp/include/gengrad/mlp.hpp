@@ -13,6 +13,12 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <new>
+#include <type_traits>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "gengrad/activation.hpp"
 #include "gengrad/kernels.hpp"
@@ -33,14 +39,21 @@ inline void fill(T* p, int64_t n, T value) {
     for (int64_t i = 0; i < n; ++i) p[i] = value;
 }
 
-// C(i, c..c+NV*lanes) = sum_p A(i, p) * B(p, c..), for rows i0..i0+R-1, handed to epi.
+// C(i, c..c+NV*lanes) = sum_p A(i, p) * B(p, c..) for rows i0..i0+R-1, handed to epi; Bc points
+// at B(0, c), row p at Bc + p*ldb. The accumulators start from the first product rather than
+// from zero: zero-initialising the array made GCC emit a `rep stos` per tile, 14 % of the
+// forward pass of narrow nets.
 template <class T, int R, int NV, class Epilogue>
 inline void gemm_tile(const T* A, std::ptrdiff_t a_row, std::ptrdiff_t a_col, int64_t i0,
-                      const T* B, std::ptrdiff_t ldb, int64_t c, int64_t K, const Epilogue& epi) {
-    vec<T> acc[R][NV] = {};
-    for (int64_t p = 0; p < K; ++p) {
+                      const T* Bc, std::ptrdiff_t ldb, int64_t c, int64_t K, const Epilogue& epi) {
+    vec<T> acc[R][NV];
+    for (int v = 0; v < NV; ++v) {
+        const vec<T> b = load(Bc + v * lanes<T>);
+        for (int r = 0; r < R; ++r) acc[r][v] = A[(i0 + r) * a_row] * b;
+    }
+    for (int64_t p = 1; p < K; ++p) {
         vec<T> b[NV];
-        for (int v = 0; v < NV; ++v) b[v] = load(B + p * ldb + c + v * lanes<T>);
+        for (int v = 0; v < NV; ++v) b[v] = load(Bc + p * ldb + v * lanes<T>);
         for (int r = 0; r < R; ++r) {
             const T a = A[(i0 + r) * a_row + p * a_col];
             for (int v = 0; v < NV; ++v) acc[r][v] += a * b[v];
@@ -53,33 +66,75 @@ inline void gemm_tile(const T* A, std::ptrdiff_t a_row, std::ptrdiff_t a_col, in
 template <class T>
 constexpr int64_t gemm_step = kGemmVectors * lanes<T>;
 
-// All rows of C for the columns [c_begin, c_end) (multiples of gemm_step).
+// Where the tiles read B: in place (B(0, c) = B + c, leading dimension ldb) or from a packed
+// copy in which the gemm_step columns from c lie contiguously, row after row.
+template <class T>
+struct Panels {
+    const T* B;
+    std::ptrdiff_t ldb;
+    int64_t c_begin, K;
+    bool packed;
+    const T* at(int64_t c) const { return packed ? B + (c - c_begin) * K : B + c; }
+    std::ptrdiff_t stride() const { return packed ? gemm_step<T> : ldb; }
+};
+
+// Rows i0..i0+rows-1 (rows <= R) of C in tiles of exactly that height, so that the last rows
+// of a layer keep several independent accumulator chains instead of one latency-bound chain.
+template <class T, int R, class Epilogue>
+inline void gemm_rows(int64_t rows, const T* A, std::ptrdiff_t a_row, std::ptrdiff_t a_col, int64_t i0,
+                      int64_t K, const Panels<T>& B, int64_t c_begin, int64_t c_end, const Epilogue& epi) {
+    if constexpr (R > 0) {
+        if (rows != R) return gemm_rows<T, R - 1>(rows, A, a_row, a_col, i0, K, B, c_begin, c_end, epi);
+        for (int64_t c = c_begin; c < c_end; c += gemm_step<T>)
+            gemm_tile<T, R, kGemmVectors>(A, a_row, a_col, i0, B.at(c), B.stride(), c, K, epi);
+    }
+}
+
+// Packing pays when a panel is read by several row tiles and is deep: then the tiles stream
+// contiguous memory instead of one cache line per row of B, 4 KiB apart (no prefetch across
+// pages). Below these sizes the copy costs more than it saves.
+constexpr int64_t kPackMinRows = 16, kPackMinDepth = 64;
+
+// All rows of C = A B for the columns [c_begin, c_end) (multiples of gemm_step); `pack` is
+// scratch for K x (c_end - c_begin) values, or null.
 template <class T, class Epilogue>
 inline void gemm_columns(const T* A, std::ptrdiff_t a_row, std::ptrdiff_t a_col, int64_t rows,
                          int64_t K, const T* B, std::ptrdiff_t ldb, int64_t c_begin, int64_t c_end,
-                         const Epilogue& epi) {
+                         const Epilogue& epi, T* pack) {
+    Panels<T> panels{B, ldb, c_begin, K, pack && rows >= kPackMinRows && K >= kPackMinDepth};
+    if (panels.packed) {
+        for (int64_t c = c_begin; c < c_end; c += gemm_step<T>) {
+            T* panel = pack + (c - c_begin) * K;
+            for (int64_t p = 0; p < K; ++p)
+                std::memcpy(panel + p * gemm_step<T>, B + p * ldb + c, sizeof(T) * gemm_step<T>);
+        }
+        panels.B = pack;
+    }
     int64_t i = 0;
     for (; i + kGemmRows <= rows; i += kGemmRows)
         for (int64_t c = c_begin; c < c_end; c += gemm_step<T>)
-            gemm_tile<T, kGemmRows, kGemmVectors>(A, a_row, a_col, i, B, ldb, c, K, epi);
-    for (; i < rows; ++i)
-        for (int64_t c = c_begin; c < c_end; c += gemm_step<T>)
-            gemm_tile<T, 1, kGemmVectors>(A, a_row, a_col, i, B, ldb, c, K, epi);
+            gemm_tile<T, kGemmRows, kGemmVectors>(A, a_row, a_col, i, panels.at(c), panels.stride(), c, K, epi);
+    gemm_rows<T, kGemmRows - 1>(rows - i, A, a_row, a_col, i, K, panels, c_begin, c_end, epi);
 }
 
-// C(i, j) += sum over the n (a multiple of lanes) samples of D(i, .) H(j, .).
+// C(i, j) += sum over the n (a positive multiple of lanes) samples of D(i, .) H(j, .).
 template <class T, int RI, int RJ>
 inline void dot_tile(const T* D, const T* H, std::ptrdiff_t ld, int64_t n, int64_t i0, int64_t j0,
                      T* C, std::ptrdiff_t ldc) {
-    vec<T> acc[RI][RJ] = {};
-    for (int64_t m = 0; m < n; m += lanes<T>) {
+    vec<T> acc[RI][RJ];
+    const auto step = [&](int64_t m, auto first) {
         vec<T> d[RI];
         for (int ri = 0; ri < RI; ++ri) d[ri] = load(D + (i0 + ri) * ld + m);
         for (int rj = 0; rj < RJ; ++rj) {
             const vec<T> h = load(H + (j0 + rj) * ld + m);
-            for (int ri = 0; ri < RI; ++ri) acc[ri][rj] += d[ri] * h;
+            for (int ri = 0; ri < RI; ++ri) {
+                if constexpr (decltype(first)::value) acc[ri][rj] = d[ri] * h;
+                else acc[ri][rj] += d[ri] * h;
+            }
         }
-    }
+    };
+    step(0, std::true_type{});
+    for (int64_t m = lanes<T>; m < n; m += lanes<T>) step(m, std::false_type{});
     for (int ri = 0; ri < RI; ++ri)
         for (int rj = 0; rj < RJ; ++rj) C[(i0 + ri) * ldc + j0 + rj] += hsum<T>(acc[ri][rj]);
 }
@@ -141,6 +196,8 @@ struct BlockPlan {
     T* Z[65];                              // Z[k] for k = 1..L: pre-activations, then deltas
     T* H[65];                              // H[k] for k = 1..L-1; H[0] = input
     double* losses;                        // per sample of the block
+    T* pack;                               // per thread: max width x kChunk values for packing
+    int64_t pack_stride;
 
     BlockPlan(const NetSpec& net, int64_t M) : L(net.n_layers) {
         int64_t per_sample = net.widths[0] + net.widths[L];
@@ -150,8 +207,15 @@ struct BlockPlan {
         const int64_t target = (int64_t(8) << 20) / (per_sample * int64_t(sizeof(T)));
         block = min_of(M, max_of(kChunk, target / kChunk * kChunk));
         ld = round_up(block, gemm_step<T>);
-        char* base = static_cast<char*>(
-            thread_workspace(size_t(per_sample * ld) * sizeof(T) + size_t(block) * sizeof(double)));
+        // Rows 4 KiB apart map to the same L1 sets, and the kernels read down columns across
+        // rows: a power-of-two leading dimension thrashed L1.
+        if ((ld * int64_t(sizeof(T))) % 1024 == 0) ld += gemm_step<T>;
+        int64_t max_width = 0;
+        for (int64_t k = 0; k <= L; ++k) max_width = max_of(max_width, net.widths[k]);
+        pack_stride = round_up(max_width * kChunk, lanes<T>);
+        const int64_t pack_elements = pack_stride * num_threads();
+        char* base = static_cast<char*>(thread_workspace(size_t(per_sample * ld + pack_elements) * sizeof(T) +
+                                                         size_t(block) * sizeof(double)));
         T* next = reinterpret_cast<T*>(base);
         input = next;
         next += net.widths[0] * ld;
@@ -164,15 +228,34 @@ struct BlockPlan {
                 next += net.widths[k] * ld;
             }
         }
+        pack = next;
+        next += pack_elements;
         losses = reinterpret_cast<double*>(next);
+    }
+    // The calling thread's packing scratch (inside a parallel region: its own slice).
+    T* thread_pack() const {
+#ifdef _OPENMP
+        return pack + omp_get_thread_num() * pack_stride;
+#else
+        return pack;
+#endif
     }
     int64_t chunks(int64_t valid) const { return (round_up(valid, gemm_step<T>) + kChunk - 1) / kChunk; }
 };
 
-// Rough multiply-adds below which a second thread costs more than it saves.
-constexpr double kParallelWork = 2e5;
+// Multiply-adds below which the kernels stay on one thread. On an idle machine a second thread
+// pays from about 2e5; but when the cores are shared (other processes, sweeps), a fork/join
+// waits for a time slice and small calls ran up to 200x slower (7.7 ms instead of 40 us), so
+// only calls of tens of microseconds and more are split.
+constexpr double kParallelWork = 1e6;
 
-inline int threads_for(double multiply_adds) { return multiply_adds < kParallelWork ? 1 : num_threads(); }
+// Inside a parallel region (an ensemble runs one network per thread) the kernels stay serial.
+inline int threads_for(double multiply_adds) {
+#ifdef _OPENMP
+    if (omp_in_parallel()) return 1;
+#endif
+    return multiply_adds < kParallelWork ? 1 : num_threads();
+}
 
 inline double forward_work(const NetSpec& net, int64_t columns) {
     double work = 0;
@@ -194,10 +277,10 @@ void forward_chunk(const NetSpec& net, const Act& act, const T* theta, const T* 
         const T* b = theta + lay.bias;
         if (k < net.n_layers)
             gemm_columns(W, lay.cols, 1, lay.rows, lay.cols, plan.H[k - 1], ld, c0, c1,
-                         HiddenEpilogue<T, Act>{b, plan.Z[k], plan.H[k], ld, act});
+                         HiddenEpilogue<T, Act>{b, plan.Z[k], plan.H[k], ld, act}, plan.thread_pack());
         else
             gemm_columns(W, lay.cols, 1, lay.rows, lay.cols, plan.H[k - 1], ld, c0, c1,
-                         OutputEpilogue<T>{b, plan.Z[k], ld});
+                         OutputEpilogue<T>{b, plan.Z[k], ld}, plan.thread_pack());
     }
 }
 
@@ -208,7 +291,7 @@ void backward_chunk(const NetSpec& net, const Act& act, const T* theta, const Bl
         const LayerOffsets lay = layer_offsets(net.widths, k);
         // D_{k-1} = W_k^T D_k: A(i, p) = W_k[p, i]
         gemm_columns(theta + lay.weight, 1, lay.cols, lay.cols, lay.rows, plan.Z[k], plan.ld, c0, c1,
-                     BackwardEpilogue<T, Act>{plan.Z[k - 1], plan.ld, act});
+                     BackwardEpilogue<T, Act>{plan.Z[k - 1], plan.ld, act}, plan.thread_pack());
     }
 }
 
@@ -243,6 +326,8 @@ template <class T, class Act>
 double risk_gradient(const NetSpec& net, const Act& act, const T* theta, const Batch<T>& batch, T* grad) {
     const int64_t L = net.n_layers, lL = net.widths[L];
     BlockPlan<T> plan(net, batch.M);
+    const T* weight = batch.weight;
+    const T uniform = T(1.0 / double(batch.M));
     if (grad) fill(grad, parameter_dim(net.widths, L), T(0));
     double risk = 0;
     for (int64_t m0 = 0; m0 < batch.M; m0 += plan.block) {
@@ -254,20 +339,38 @@ double risk_gradient(const NetSpec& net, const Act& act, const T* theta, const B
             const int64_t c0 = chunk * plan.kChunk;
             const int64_t c1 = min_of(c0 + plan.kChunk, round_up(valid, gemm_step<T>));
             forward_chunk(net, act, theta, batch.X, m0, valid, plan, c0, c1);
-            for (int64_t c = c0; c < c1; ++c) {
-                T* z = plan.Z[L] + c;
-                if (c < valid)
-                    plan.losses[c] = sample_loss(net.loss, z, plan.ld, batch.Y + (m0 + c) * lL,
-                                                 batch.weight[m0 + c], lL, grad != nullptr);
-                else
-                    for (int64_t j = 0; j < lL; ++j) z[j * plan.ld] = T(0);
-            }
+            const int64_t real_end = min_of(c1, valid);
+            block_losses(net.loss, plan.Z[L], plan.ld, lL, batch.Y + m0 * lL, weight ? weight + m0 : nullptr,
+                         uniform, c0, real_end, plan.losses, grad != nullptr);
+            for (int64_t j = 0; j < lL; ++j) fill(plan.Z[L] + j * plan.ld + real_end, c1 - real_end, T(0));
             if (grad) backward_chunk(net, act, theta, plan, c0, c1);
         }
-        for (int64_t c = 0; c < valid; ++c) risk += double(batch.weight[m0 + c]) * plan.losses[c];
+        for (int64_t c = 0; c < valid; ++c) risk += double(weight ? weight[m0 + c] : uniform) * plan.losses[c];
         if (grad) weight_gradient(net, plan, round_up(valid, gemm_step<T>), grad);
     }
     return risk;
+}
+
+// One network per task, each computed serially by one thread with that thread's workspace:
+// no fork/join per network, and results independent of which thread ran which network.
+template <class T, class Act>
+void ensemble_risk_gradient(const NetSpec& net, const Act& act, const T* thetas, int64_t n,
+                            const EnsembleBatch<T>& b, double* risks, T* grads) {
+    const int64_t d = parameter_dim(net.widths, net.n_layers);
+    const int nt = n > 1 ? num_threads() : 1;
+    bool failed = false;  // an exception must not leave the parallel region
+#pragma omp parallel for schedule(dynamic) num_threads(nt) if (nt > 1)
+    for (int64_t i = 0; i < n; ++i) {
+        const Batch<T> batch{b.X + i * b.x_stride, b.Y + i * b.y_stride,
+                             b.weight ? b.weight + i * b.weight_stride : nullptr, b.M};
+        try {
+            risks[i] = risk_gradient(net, act, thetas + i * d, batch, grads ? grads + i * d : nullptr);
+        } catch (...) {
+#pragma omp atomic write
+            failed = true;
+        }
+    }
+    if (failed) throw std::bad_alloc();  // the only exception the kernels raise
 }
 
 // The pre-activations z^k of layers k = first..L for every sample, written sample-major:

@@ -1,0 +1,105 @@
+"""Ensembles: n networks of one architecture evaluated in one call."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from . import activations
+from .network import _FAMILY_CODES, Network, _array, _positive
+
+
+class Ensemble:
+    """``n`` networks with widths ``widths`` whose parameters are the rows of ``thetas`` (n, d).
+
+    X and Y are either shared by all networks ((M, l_0), (M, l_L)) or one per network ((n, M,
+    l_0), (n, M, l_L)); ``sample_weight`` likewise ((M,) or (n, M)). One call computes every
+    risk and generalized gradient, one network per thread; network i's results are bitwise
+    those of ``Network.risk_and_gradient`` on ``thetas[i]``.
+    """
+
+    def __init__(self, widths: Sequence[int], n: int, activation="relu", convention=None,
+                 loss: str = "squared_error"):
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise TypeError(f"n must be an integer, got {n!r}")
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        self.n = int(n)
+        self.network = Network(widths, activation, convention, loss)
+
+    @property
+    def dim(self) -> int:
+        return self.network.dim
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return self.network.widths
+
+    def __repr__(self) -> str:
+        return f"Ensemble(n={self.n}, {self.network!r})"
+
+    def init(self, seed: int = 0, dtype=np.float64, scheme: Optional[str] = None) -> np.ndarray:
+        """(n, d) parameters; network i is initialised from the i-th child of SeedSequence(seed)
+        with ``Network.init``'s scheme."""
+        children = np.random.SeedSequence(seed).spawn(self.n)
+        return np.stack([self.network.init(child, dtype, scheme) for child in children])
+
+    def risk(self, thetas, X, Y, sample_weight=None) -> np.ndarray:
+        """The n risks, shape (n,), float64."""
+        return self._call(thetas, X, Y, sample_weight, 0, 0.0, False, None)[0]
+
+    def risk_and_gradient(self, thetas, X, Y, sample_weight=None, out=None):
+        """(risks (n,), G (n, d)): every network's risk and generalized gradient."""
+        return self._call(thetas, X, Y, sample_weight, 0, 0.0, True, out)
+
+    def gradient(self, thetas, X, Y, sample_weight=None, out=None) -> np.ndarray:
+        return self.risk_and_gradient(thetas, X, Y, sample_weight, out)[1]
+
+    def approx_gradient(self, thetas, X, Y, r: float, family: str = "cubic", sample_weight=None,
+                        out=None) -> np.ndarray:
+        """grad L_r for every network (see Network.approx_gradient)."""
+        activations.check_family(family)
+        r = _positive(r, "r")
+        return self._call(thetas, X, Y, sample_weight, _FAMILY_CODES[family], r, True, out)[1]
+
+    def step(self, thetas: np.ndarray, X, Y, lr: float, sample_weight=None) -> np.ndarray:
+        """One gradient-descent step theta_i <- theta_i - lr * G(theta_i) for all networks, in
+        place; returns the risks before the step."""
+        lr = _positive(lr, "lr")
+        if not (isinstance(thetas, np.ndarray) and thetas.flags.c_contiguous and thetas.flags.writeable):
+            raise ValueError("thetas must be a writeable C-contiguous array to be updated in place")
+        risks, G = self.risk_and_gradient(thetas, X, Y, sample_weight)
+        G *= lr
+        thetas -= G
+        return risks
+
+    def forward(self, thetas, X) -> np.ndarray:
+        """Outputs (n, M, l_L) (a loop over networks: the hot path is risk_and_gradient)."""
+        thetas = self._thetas(thetas)
+        shared = np.ndim(X) == 2
+        return np.stack([self.network.forward(t, X if shared else X[i]) for i, t in enumerate(thetas)])
+
+    def kink_counts(self, thetas, X) -> np.ndarray:
+        """Exact kink hits per network and hidden layer, shape (n, L-1)."""
+        thetas = self._thetas(thetas)
+        shared = np.ndim(X) == 2
+        return np.stack([self.network.kink_counts(t, X if shared else X[i]) for i, t in enumerate(thetas)])
+
+    def _thetas(self, thetas) -> np.ndarray:
+        thetas = self.network._theta(thetas)
+        if thetas.shape != (self.n, self.dim):
+            raise ValueError(f"thetas must have shape ({self.n}, {self.dim}), got {thetas.shape}")
+        return thetas
+
+    def _call(self, thetas, X, Y, sample_weight, family, r, want_gradient, out):
+        net = self.network
+        thetas = self._thetas(thetas)
+        dtype = thetas.dtype
+        X = _array(X, "X", dtype)
+        if (net.loss == "cross_entropy" and isinstance(Y, np.ndarray) and Y.ndim == 2
+                and Y.dtype.kind in "iu"):  # class labels, one row per network
+            Y = np.stack([net._Y(labels, dtype) for labels in Y])
+        else:
+            Y = net._Y(Y, dtype)
+        weight = None if sample_weight is None else _array(sample_weight, "sample_weight", dtype)
+        return net._core.ensemble_risk_gradient(thetas, X, Y, weight, family, r, want_gradient, out)
