@@ -197,6 +197,10 @@ def jax_ensemble(dtype):
     return lambda: jax.block_until_ready(grad(params, Xj, Yj))
 
 
+PEER_CASES = {"torch": torch_case, "jax": jax_case}
+PEER_ENSEMBLES = {"torch": torch_ensemble, "jax": jax_ensemble}
+
+
 def matmul_peak(dtype) -> dict:
     """GFLOP/s of a 2048^3 matrix product by NumPy (OpenBLAS) and PyTorch, all threads."""
     n = 2048
@@ -238,12 +242,23 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="shorter measurements")
     parser.add_argument("--only", default="cases,ensemble,overhead,sweep",
                         help="comma-separated parts to run")
+    parser.add_argument("--peers", default="torch,jax",
+                        help="comma-separated peers to time beside gengrad (torch, jax, or none). "
+                             "JAX with x64 enabled left threads busy that slowed everything "
+                             "timed after it 10-100x here: time float64 with --peers torch")
     args = parser.parse_args(argv)
     parts = set(args.only.split(","))
     dtype = np.float32 if args.dtype == "float32" else np.float64
     budget = 0.05 if args.quick else 0.2
     info = gengrad.build_info()
-    torch, jax = _torch(), _jax()
+    peers = [p for p in ("torch", "jax") if p in args.peers.split(",")]
+    torch = _torch() if "torch" in peers else None
+    jax = _jax() if "jax" in peers else None
+
+    def single(widths, M):
+        fns = {"gengrad": gengrad_case(widths, M, dtype)}
+        fns.update({p: PEER_CASES[p](widths, M, dtype) for p in peers})
+        return fns
     versions = {"torch": torch and torch.__version__, "jax": jax and jax.__version__,
                 "numpy": np.__version__}
     print(f"gengrad {gengrad.__version__}: kernels {info['isa']}, {info['threads']} threads; "
@@ -258,17 +273,15 @@ def main(argv=None):
     if "cases" in parts:
         print("\none MSE gradient of a ReLU MLP\n" + header)
         for widths, M in CASES:
-            row = run_row(f"{widths} @{M}", {"gengrad": gengrad_case(widths, M, dtype),
-                                             "torch": torch_case(widths, M, dtype),
-                                             "jax": jax_case(widths, M, dtype)}, budget, flops(widths, M))
+            row = run_row(f"{widths} @{M}", single(widths, M), budget, flops(widths, M))
             row["fraction_of_matmul_peak"] = row["gengrad_gflops"] / best
             report["results"].append(row)
     if "ensemble" in parts:
         widths, n, M = ENSEMBLE
         print(f"\n{n} independent {widths} networks, {M} samples, all gradients\n" + header)
-        row = run_row(f"ensemble {n} x {widths} @{M}", {"gengrad": gengrad_ensemble(dtype),
-                                                         "torch": torch_ensemble(dtype),
-                                                         "jax": jax_ensemble(dtype)}, budget, n * flops(widths, M))
+        fns = {"gengrad": gengrad_ensemble(dtype)}
+        fns.update({p: PEER_ENSEMBLES[p](dtype) for p in peers})
+        row = run_row(f"ensemble {n} x {widths} @{M}", fns, budget, n * flops(widths, M))
         report["results"].append(row)
     if "overhead" in parts:
         net, theta, X, Y = problem((1, 1, 1), 1, dtype)
@@ -284,16 +297,12 @@ def main(argv=None):
         sweep = []
         for w in SWEEP_WIDTHS:
             widths = (w, w, w, 1)
-            row = run_row(f"{widths} @1024", {"gengrad": gengrad_case(widths, 1024, dtype),
-                                              "torch": torch_case(widths, 1024, dtype),
-                                              "jax": jax_case(widths, 1024, dtype)}, budget / 2, flops(widths, 1024))
+            row = run_row(f"{widths} @1024", single(widths, 1024), budget / 2, flops(widths, 1024))
             row.update(width=w, M=1024)
             sweep.append(row)
         for M in SWEEP_BATCHES:
             widths = (32, 32, 32, 1)
-            row = run_row(f"{widths} @{M}", {"gengrad": gengrad_case(widths, M, dtype),
-                                             "torch": torch_case(widths, M, dtype),
-                                             "jax": jax_case(widths, M, dtype)}, budget / 2, flops(widths, M))
+            row = run_row(f"{widths} @{M}", single(widths, M), budget / 2, flops(widths, M))
             row.update(width=32, M=M)
             sweep.append(row)
         report["sweep"] = sweep
