@@ -14,6 +14,7 @@ INIT_SCHEMES = ("he_uniform", "glorot_uniform", "torch")
 _ACTIVATION_KINDS = {"tanh": 1, "sigmoid": 2, "softplus": 3, "gelu": 4, "silu": 5}
 _FAMILY_CODES = {"cubic": 1, "sine": 2, "softplus": 3, "shifted_softplus": 4}
 MAX_LAYERS = 64
+MAX_WIDTH = 2**62  # the core counts in int64 (and refuses d >= 2^63)
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -252,8 +253,8 @@ def _check_widths(widths) -> tuple[int, ...]:
     for w in widths:
         if isinstance(w, bool) or not isinstance(w, Integral):
             raise TypeError(f"widths must be integers, got {w!r}")
-        if w < 1:
-            raise ValueError(f"every width must be >= 1, got widths={widths}")
+        if not 1 <= w <= MAX_WIDTH:
+            raise ValueError(f"every width must be between 1 and 2^62, got widths={widths}")
     return tuple(int(w) for w in widths)
 
 
