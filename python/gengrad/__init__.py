@@ -5,13 +5,14 @@
     >>> theta = net.init(seed=0)
     >>> risk, G = net.risk_and_gradient(theta, np.zeros((4, 2)), np.ones((4, 1)))
 """
-from . import _core, activations, reference
+from . import _core, activations, jobs, reference, sweeps
 from .ensemble import Ensemble
 from .network import Network
+from .sweeps import sweep
 
 __version__ = "0.1.0"
-__all__ = ["Network", "Ensemble", "activations", "reference", "build_info", "set_num_threads",
-           "get_num_threads", "select_isa", "workspace_bytes"]
+__all__ = ["Network", "Ensemble", "activations", "reference", "sweep", "sweeps", "jobs",
+           "build_info", "set_num_threads", "get_num_threads", "select_isa", "workspace_bytes"]
 
 
 def build_info() -> dict:
