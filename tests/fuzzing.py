@@ -72,9 +72,12 @@ class Call:
 
     def copied(self) -> Call:
         """The same call on fresh C-contiguous writeable copies (same values and dtypes)."""
-        fresh = lambda v: np.array(v, order="C", copy=True) if isinstance(v, np.ndarray) else v
-        return Call(self.name, self.fn, [fresh(v) for v in self.args],
-                    {k: fresh(v) for k, v in self.kwargs.items()}, self.layout_free)
+        return Call(self.name, self.fn, [_fresh(v) for v in self.args],
+                    {k: _fresh(v) for k, v in self.kwargs.items()}, self.layout_free)
+
+
+def _fresh(value: Any) -> Any:
+    return np.array(value, order="C", copy=True) if isinstance(value, np.ndarray) else value
 
 
 def random_widths(source: Any) -> list[Any]:

@@ -76,7 +76,7 @@ def test_at_kinks_the_adapters_agree_with_the_frameworks_relu_and_not_with_maxim
         assert (relative_error(t.grad.numpy(), native.grad.numpy()) <= 1e-12) == same
     jax_G = jax.grad(gengrad_jax.risk_function(net))(jnp.asarray(theta), X, Y)
     for relu, same in ((jax.nn.relu, True), (lambda z: jnp.maximum(z, 0.0), False)):
-        native = jax.grad(lambda th: jax_risk(net, th, X, Y, relu))(jnp.asarray(theta))
+        native = jax.grad(jax_risk, argnums=1)(net, jnp.asarray(theta), X, Y, relu)
         assert (relative_error(jax_G, native) <= 1e-12) == same
     assert np.array_equal(jax_G, G)
 

@@ -5,6 +5,8 @@
     >>> theta = net.init(seed=0)
     >>> risk, G = net.risk_and_gradient(theta, np.zeros((4, 2)), np.ones((4, 1)))
 """
+from typing import Any
+
 from . import _core, activations, jobs, reference, sweeps
 from .ensemble import Ensemble
 from .network import Network
@@ -15,7 +17,7 @@ __all__ = ["Network", "Ensemble", "activations", "reference", "sweep", "sweeps",
            "build_info", "set_num_threads", "get_num_threads", "select_isa", "workspace_bytes"]
 
 
-def build_info() -> dict:
+def build_info() -> dict[str, Any]:
     """The compiler, the instruction sets built and supported, the one in use, and threads."""
     return dict(_core.build_info())
 

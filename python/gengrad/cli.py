@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Optional, Sequence
 
 import numpy as np
 
 from . import Network, build_info
 
 
-def _torch_gradient(net: Network, theta, X, Y):
+def _torch_gradient(net: Network, theta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> Optional[np.ndarray]:
     """PyTorch autograd's gradient of the same risk, or None without torch."""
     try:
         import torch
@@ -20,11 +21,12 @@ def _torch_gradient(net: Network, theta, X, Y):
     for k, (w, b, rows, cols) in enumerate(net.layout):
         z = h @ t[w:w + rows * cols].reshape(rows, cols).T + t[b:b + rows]
         h = torch.relu(z) if k + 1 < len(net.layout) else z
-    ((z - torch.from_numpy(Y)) ** 2).sum(dim=1).mean().backward()
+    ((z - torch.from_numpy(Y)) ** 2).sum(dim=1).mean().backward()  # type: ignore[no-untyped-call]
+    assert t.grad is not None
     return t.grad.numpy()
 
 
-def demo(args) -> int:
+def demo(args: argparse.Namespace) -> int:
     """A network whose integer weights and data put pre-activations exactly on relu's kink:
     the kink counts, G under both one-sided conventions, and PyTorch's value."""
     info = build_info()
@@ -63,7 +65,7 @@ def demo(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="gengrad", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("demo", help="kink hits and the generalized gradient on a small ReLU net")
@@ -73,7 +75,8 @@ def main(argv=None) -> int:
     p = commands.add_parser("info", help="build information")
     p.set_defaults(run=lambda args: print(build_info()) or 0)
     args = parser.parse_args(argv)
-    return args.run(args)
+    status: int = args.run(args)
+    return status
 
 
 if __name__ == "__main__":

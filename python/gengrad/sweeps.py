@@ -224,12 +224,12 @@ def _run_on(executor: Optional[cf.Executor], fn: Job, pending: list[tuple[str, C
             key, config = futures[future]
             if future.cancelled():
                 continue
-            error = future.exception()
-            if error is None:
+            raised = future.exception()
+            if raised is None:
                 record(key, config, future.result())
             elif failure is None:
-                failure = JobFailed(config, key, error)
-                failure.__cause__ = error
+                failure = JobFailed(config, key, raised)
+                failure.__cause__ = raised
                 for other in futures:  # the running ones finish and are saved
                     other.cancel()
     finally:

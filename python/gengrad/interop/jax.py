@@ -11,7 +11,7 @@ ValueError (not a silent zero). float32, or float64 with ``jax_enable_x64``.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -60,7 +60,9 @@ def risk_function(network: Network) -> Risk:
             if any(leaf.perturbed for leaf in jax.tree_util.tree_leaves(argument)):
                 raise ValueError(f"gengrad differentiates the risk with respect to theta only; "
                                  f"{name} must not be differentiated")
-        unwrap = lambda argument: jax.tree_util.tree_map(lambda leaf: leaf.value, argument)
+        def unwrap(argument: Any) -> Any:
+            return jax.tree_util.tree_map(lambda leaf: leaf.value, argument)
+
         value, G = call(host_risk_and_gradient, True, theta.value, unwrap(X), unwrap(Y),
                         unwrap(sample_weight))
         return value, G

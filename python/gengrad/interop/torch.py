@@ -13,7 +13,7 @@ so rather than returning a silent zero). CPU tensors only; float32 or float64.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -60,8 +60,8 @@ def risk(network: Network, theta: torch.Tensor, X: ArrayLike, Y: ArrayLike,
         if isinstance(value, torch.Tensor) and value.requires_grad:
             raise ValueError(f"{name} requires grad, but gengrad differentiates the risk with "
                              f"respect to theta only; pass {name}.detach()")
-    result: torch.Tensor = RiskFunction.apply(theta, X, Y, network, sample_weight)
-    return result
+    apply: Callable[..., torch.Tensor] = RiskFunction.apply  # untyped in torch
+    return apply(theta, X, Y, network, sample_weight)
 
 
 class NetworkRisk(torch.nn.Module):
