@@ -2,7 +2,9 @@
 ``concurrent.futures.Executor``, each finished result written atomically to its own file, so
 that an interrupted sweep resumes where it stopped.
 
-On one machine the default is a local process pool; across machines pass a Dask executor::
+On one machine the default is a local process pool (started with "spawn", so a script that
+uses it needs the usual ``if __name__ == "__main__":`` guard); across machines pass a Dask
+executor::
 
     from dask.distributed import Client
     client = Client("tcp://scheduler:8786")
