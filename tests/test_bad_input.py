@@ -19,6 +19,9 @@ def problem():
     ((3,), ValueError, "widths"), ((), ValueError, "widths"), ((3, 0, 2), ValueError, "width"),
     ((3, -1, 2), ValueError, "width"), ((3, 2.5, 2), TypeError, "integers"), (5, TypeError, "widths"),
     ((2,) * 67, ValueError, "widths"), ((3, True, 2), TypeError, "integers"),
+    ((2**63, 1), ValueError, "between 1 and 2\\^62"),
+    ((2**40, 2**40, 1), ValueError, "more than 2\\^63 - 1 parameters"),  # d overflowed int64
+    ((2**62, 4, 1), ValueError, "more than 2\\^63 - 1 parameters"),
 ])
 def test_bad_widths(widths, error, match):
     with pytest.raises(error, match=match):

@@ -88,6 +88,7 @@ public:
             throw py::value_error("widths must list between 2 and 65 layer widths, got " + std::to_string(widths_.size()));
         for (int64_t w : widths_)
             if (w < 1) throw py::value_error("every width must be >= 1, got " + std::to_string(w));
+        check_dim_fits(widths_);
         if (activation < 0 || activation > int(gengrad::ActivationKind::silu))
             throw py::value_error("unknown activation kind " + std::to_string(activation));
         if (loss < 0 || loss > int(gengrad::LossKind::cross_entropy))
@@ -261,6 +262,18 @@ public:
     }
 
 private:
+    // d = sum_k l_k (l_{k-1} + 1) must not overflow int64 in layout.hpp (signed overflow is
+    // undefined; it wrapped to a small d that a short theta would then pass).
+    static void check_dim_fits(const std::vector<int64_t>& widths) {
+        int64_t dim = 0;
+        for (size_t k = 1; k < widths.size(); ++k) {
+            int64_t layer = 0;
+            if (__builtin_add_overflow(widths[k - 1], int64_t(1), &layer) ||
+                __builtin_mul_overflow(layer, widths[k], &layer) || __builtin_add_overflow(dim, layer, &dim))
+                throw py::value_error("widths give a network with more than 2^63 - 1 parameters");
+        }
+    }
+
     static void check_family(int family, double r) {
         if (family < 0 || family > int(gengrad::Family::shifted_softplus))
             throw py::value_error("unknown approximant family " + std::to_string(family));

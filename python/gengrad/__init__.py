@@ -5,20 +5,22 @@
     >>> theta = net.init(seed=0)
     >>> risk, G = net.risk_and_gradient(theta, np.zeros((4, 2)), np.ones((4, 1)))
 """
-from . import _core, activations, reference
+from typing import Any
+
+from . import _core, activations, datasets, jobs, reference, sweeps
 from .ensemble import Ensemble
-from .network import Network
-from . import datasets
 from .flow import FlowResult, flow
+from .network import Network
+from .sweeps import sweep
 from .train import TrainResult, train
 
 __version__ = "0.1.0"
-__all__ = ["Network", "Ensemble", "activations", "reference", "build_info", "set_num_threads",
-           "get_num_threads", "select_isa", "workspace_bytes", "flow", "FlowResult", "train",
-           "TrainResult", "datasets"]
+__all__ = ["Network", "Ensemble", "activations", "reference", "sweep", "sweeps", "jobs",
+           "build_info", "set_num_threads", "get_num_threads", "select_isa", "workspace_bytes",
+           "flow", "FlowResult", "train", "TrainResult", "datasets"]
 
 
-def build_info() -> dict:
+def build_info() -> dict[str, Any]:
     """The compiler, the instruction sets built and supported, the one in use, and threads."""
     return dict(_core.build_info())
 

@@ -8,10 +8,11 @@ from its own formulas and is checked against them.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from numbers import Real
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 SMOOTH = ("tanh", "sigmoid", "softplus", "gelu", "silu")
 PIECEWISE_LINEAR = ("relu", "leaky_relu", "hardtanh", "clip", "relu6", "abs", "identity")
@@ -62,7 +63,7 @@ class Activation:
         return text
 
 
-Convention = Union[None, str, Real, Sequence[Real]]
+Convention = Union[None, str, float, Sequence[float]]
 
 
 def _finite(name: str, value: object) -> float:
@@ -71,7 +72,8 @@ def _finite(name: str, value: object) -> float:
     return float(value)
 
 
-def _piecewise(name, params, kinks, slopes, value_at_first_kink, default_right):
+def _piecewise(name: str, params: tuple[float, ...], kinks: tuple[float, ...], slopes: tuple[float, ...],
+               value_at_first_kink: float, default_right: tuple[bool, ...]) -> Activation:
     return Activation(name, tuple(params), tuple(kinks), tuple(slopes),
                       float(value_at_first_kink), tuple(default_right))
 
@@ -128,10 +130,10 @@ def _smooth(name: str) -> Activation:
     return Activation(name)
 
 
-_CONSTRUCTORS = {
+_CONSTRUCTORS: dict[str, Callable[..., Activation]] = {
     "relu": relu, "leaky_relu": leaky_relu, "hardtanh": hardtanh, "clip": clip,
     "relu6": relu6, "abs": abs, "identity": identity,
-    **{name: (lambda name=name: _smooth(name)) for name in SMOOTH},
+    **{name: functools.partial(_smooth, name) for name in SMOOTH},
 }
 
 
@@ -147,13 +149,13 @@ def _with_convention(act: Activation, convention: Convention) -> Activation:
             raise ValueError(f"convention must be 'left', 'right', a number or one number per "
                              f"kink, got {convention!r}")
         return _with_sides(act, (convention == "right",) * n)
-    values = [convention] * n if isinstance(convention, Real) else list(convention)
+    values = [convention] * n if isinstance(convention, (float, Real)) else list(convention)
     if len(values) != n:
         raise ValueError(f"convention for {act.name} needs {n} value(s), one per kink at "
                          f"{act.kinks}, got {len(values)}")
     sides = []
-    for kink, left, right, value in zip(act.kinks, act.slopes, act.slopes[1:], values):
-        value = _finite("convention", value)
+    for kink, left, right, given in zip(act.kinks, act.slopes, act.slopes[1:], values):
+        value = _finite("convention", given)
         if value not in (left, right):
             between = min(left, right) < value < max(left, right)
             reason = (" (a value strictly between the one-sided derivatives need not give a "

@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Optional, Sequence
 
 import numpy as np
 
 from . import Network, build_info, verify
-from .flow import add_arguments as add_flow_arguments, command as flow_command
+from .flow import add_arguments as add_flow_arguments
+from .flow import command as flow_command
 from .network import LOSSES
-from .train import add_arguments as add_train_arguments, command as train_command
+from .train import add_arguments as add_train_arguments
+from .train import command as train_command
 
 
-def _torch_gradient(net: Network, theta, X, Y):
+def _torch_gradient(net: Network, theta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> Optional[np.ndarray]:
     """PyTorch autograd's gradient of the same risk, or None without torch."""
     try:
         import torch
@@ -23,11 +26,12 @@ def _torch_gradient(net: Network, theta, X, Y):
     for k, (w, b, rows, cols) in enumerate(net.layout):
         z = h @ t[w:w + rows * cols].reshape(rows, cols).T + t[b:b + rows]
         h = torch.relu(z) if k + 1 < len(net.layout) else z
-    ((z - torch.from_numpy(Y)) ** 2).sum(dim=1).mean().backward()
+    ((z - torch.from_numpy(Y)) ** 2).sum(dim=1).mean().backward()  # type: ignore[no-untyped-call]
+    assert t.grad is not None
     return t.grad.numpy()
 
 
-def demo(args) -> int:
+def demo(args: argparse.Namespace) -> int:
     """A network whose integer weights and data put pre-activations exactly on relu's kink:
     the kink counts, G under both one-sided conventions, and PyTorch's value."""
     info = build_info()
@@ -66,9 +70,9 @@ def demo(args) -> int:
     return 0
 
 
-def narrow(args) -> int:
+def narrow(args: argparse.Namespace) -> int:
     """Park 2024's narrow network: the derivation, the monodromy evidence and the verdict."""
-    from . import narrow as park    # needs the narrow extra (sympy, mpmath, scipy)
+    from . import narrow as park  # needs the narrow extra (sympy, mpmath, scipy)
 
     try:
         park.report(args.architecture, args.activation, args.target,
@@ -79,7 +83,7 @@ def narrow(args) -> int:
     return 0
 
 
-def verify_command(args) -> int:
+def verify_command(args: argparse.Namespace) -> int:
     """Run gengrad.verify on the chosen network and print the report; exit status 0 when every
     check passes, 1 when one fails, 2 for bad arguments."""
     try:
@@ -114,7 +118,7 @@ def verify_command(args) -> int:
     return 0 if report.passed else 1
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="gengrad", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("demo", help="kink hits and the generalized gradient on a small ReLU net")
@@ -159,7 +163,8 @@ def main(argv=None) -> int:
     add_flow_arguments(p)
     p.set_defaults(run=flow_command)
     args = parser.parse_args(argv)
-    return args.run(args)
+    status: int = args.run(args)
+    return status
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """Ensembles: n networks of one architecture evaluated in one call."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import activations
-from .network import _FAMILY_CODES, Network, _array, _positive
+from .network import _FAMILY_CODES, ActivationLike, Network, _array, _positive
 
 
 class Ensemble:
@@ -18,8 +19,8 @@ class Ensemble:
     those of ``Network.risk_and_gradient`` on ``thetas[i]``.
     """
 
-    def __init__(self, widths: Sequence[int], n: int, activation="relu", convention=None,
-                 loss: str = "squared_error"):
+    def __init__(self, widths: Sequence[int], n: int, activation: ActivationLike = "relu",
+                 convention: activations.Convention = None, loss: str = "squared_error"):
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
             raise TypeError(f"n must be an integer, got {n!r}")
         if n < 1:
@@ -38,31 +39,40 @@ class Ensemble:
     def __repr__(self) -> str:
         return f"Ensemble(n={self.n}, {self.network!r})"
 
-    def init(self, seed: int = 0, dtype=np.float64, scheme: Optional[str] = None) -> np.ndarray:
+    def init(self, seed: Any = 0, dtype: DTypeLike = np.float64, scheme: Optional[str] = None) -> np.ndarray:
         """(n, d) parameters; network i is initialised from the i-th child of SeedSequence(seed)
         with ``Network.init``'s scheme."""
         children = np.random.SeedSequence(seed).spawn(self.n)
         return np.stack([self.network.init(child, dtype, scheme) for child in children])
 
-    def risk(self, thetas, X, Y, sample_weight=None) -> np.ndarray:
+    def risk(self, thetas: ArrayLike, X: ArrayLike, Y: ArrayLike,
+             sample_weight: Optional[ArrayLike] = None) -> np.ndarray:
         """The n risks, shape (n,), float64."""
         return self._call(thetas, X, Y, sample_weight, 0, 0.0, False, None)[0]
 
-    def risk_and_gradient(self, thetas, X, Y, sample_weight=None, out=None):
+    def risk_and_gradient(self, thetas: ArrayLike, X: ArrayLike, Y: ArrayLike,
+                          sample_weight: Optional[ArrayLike] = None,
+                          out: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
         """(risks (n,), G (n, d)): every network's risk and generalized gradient."""
-        return self._call(thetas, X, Y, sample_weight, 0, 0.0, True, out)
+        risks, G = self._call(thetas, X, Y, sample_weight, 0, 0.0, True, out)
+        assert G is not None
+        return risks, G
 
-    def gradient(self, thetas, X, Y, sample_weight=None, out=None) -> np.ndarray:
+    def gradient(self, thetas: ArrayLike, X: ArrayLike, Y: ArrayLike, sample_weight: Optional[ArrayLike] = None,
+                 out: Optional[np.ndarray] = None) -> np.ndarray:
         return self.risk_and_gradient(thetas, X, Y, sample_weight, out)[1]
 
-    def approx_gradient(self, thetas, X, Y, r: float, family: str = "cubic", sample_weight=None,
-                        out=None) -> np.ndarray:
+    def approx_gradient(self, thetas: ArrayLike, X: ArrayLike, Y: ArrayLike, r: float, family: str = "cubic",
+                        sample_weight: Optional[ArrayLike] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
         """grad L_r for every network (see Network.approx_gradient)."""
         activations.check_family(family)
         r = _positive(r, "r")
-        return self._call(thetas, X, Y, sample_weight, _FAMILY_CODES[family], r, True, out)[1]
+        G = self._call(thetas, X, Y, sample_weight, _FAMILY_CODES[family], r, True, out)[1]
+        assert G is not None
+        return G
 
-    def step(self, thetas: np.ndarray, X, Y, lr: float, sample_weight=None) -> np.ndarray:
+    def step(self, thetas: np.ndarray, X: ArrayLike, Y: ArrayLike, lr: float,
+             sample_weight: Optional[ArrayLike] = None) -> np.ndarray:
         """One gradient-descent step theta_i <- theta_i - lr * G(theta_i) for all networks, in
         place; returns the risks before the step."""
         lr = _positive(lr, "lr")
@@ -73,25 +83,26 @@ class Ensemble:
         thetas -= G
         return risks
 
-    def forward(self, thetas, X) -> np.ndarray:
+    def forward(self, thetas: ArrayLike, X: Any) -> np.ndarray:
         """Outputs (n, M, l_L) (a loop over networks: the hot path is risk_and_gradient)."""
         thetas = self._thetas(thetas)
         shared = np.ndim(X) == 2
         return np.stack([self.network.forward(t, X if shared else X[i]) for i, t in enumerate(thetas)])
 
-    def kink_counts(self, thetas, X) -> np.ndarray:
+    def kink_counts(self, thetas: ArrayLike, X: Any) -> np.ndarray:
         """Exact kink hits per network and hidden layer, shape (n, L-1)."""
         thetas = self._thetas(thetas)
         shared = np.ndim(X) == 2
         return np.stack([self.network.kink_counts(t, X if shared else X[i]) for i, t in enumerate(thetas)])
 
-    def _thetas(self, thetas) -> np.ndarray:
+    def _thetas(self, thetas: ArrayLike) -> np.ndarray:
         thetas = self.network._theta(thetas)
         if thetas.shape != (self.n, self.dim):
             raise ValueError(f"thetas must have shape ({self.n}, {self.dim}), got {thetas.shape}")
         return thetas
 
-    def _call(self, thetas, X, Y, sample_weight, family, r, want_gradient, out):
+    def _call(self, thetas: ArrayLike, X: ArrayLike, Y: ArrayLike, sample_weight: Optional[ArrayLike], family: int,
+              r: float, want_gradient: bool, out: Optional[np.ndarray]) -> tuple[np.ndarray, Optional[np.ndarray]]:
         net = self.network
         thetas = self._thetas(thetas)
         dtype = thetas.dtype

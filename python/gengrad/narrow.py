@@ -1240,10 +1240,10 @@ def report(architecture="biased", activation="tanh", target=1, digits: Optional[
     normal = "(b, c)" if m.architecture == "biased" else "(w1 − w2, v1 − v2)"
     out(f"\n4. variational equation along Γ, ξ = (δw, δv, n), n = {normal}, in s: dξ/ds = B(s) ξ with")
     out(f"   B = [[B_t, *], [0, A]]: ∂ṅ/∂(w, v) on P = {list(d.lower_left)}, so the normal block is a")
-    out(f"   quotient system and its Galois group a quotient of the VE's. The tangential block")
+    out("   quotient system and its Galois group a quotient of the VE's. The tangential block")
     out(f"     B_t = {d.tangential.tolist()}")
     out(f"   has the velocity ṡ dθ/ds as a solution (residual {d.tangential_residual}), so it reduces")
-    out(f"   to a quadrature. The normal variational equation (NVE) dn/ds = A(s) n:")
+    out("   to a quadrature. The normal variational equation (NVE) dn/ds = A(s) n:")
     for i in range(2):
         for j in range(2):
             out(f"     A[{i + 1}{j + 1}] = {d.nve[i, j]}")
@@ -1264,8 +1264,8 @@ def report(architecture="biased", activation="tanh", target=1, digits: Optional[
             f"exponent differences λ, μ, ν = {', '.join(map(str, gauss.exponent_differences))}")
         out(f"   Kimura: {result['kimura'].detail}")
     out(f"\n5. monodromy: base point s = {mono.base}; {len(mono.loops)} loops; {mono.fine} against "
-        f"{mono.coarse}; {sum(l.steps for l in mono.loops)} Taylor steps, "
-        f"{sum(l.terms for l in mono.loops)} terms, {mono.seconds:.1f} s")
+        f"{mono.coarse}; {sum(loop.steps for loop in mono.loops)} Taylor steps, "
+        f"{sum(loop.terms for loop in mono.loops)} terms, {mono.seconds:.1f} s")
     out(f"   {'loop around':>28}  {'tr M':<40} {'det M':<40} |fine − coarse|")
     with mpmath.workdps(_DPS):
         for loop in mono.loops:

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from numbers import Integral
-from typing import Optional, Sequence
+from typing import Any, Optional, Protocol, Sequence, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _core, activations, reference
 
@@ -14,7 +15,21 @@ INIT_SCHEMES = ("he_uniform", "glorot_uniform", "torch")
 _ACTIVATION_KINDS = {"tanh": 1, "sigmoid": 2, "softplus": 3, "gelu": 4, "silu": 5}
 _FAMILY_CODES = {"cubic": 1, "sine": 2, "softplus": 3, "shifted_softplus": 4}
 MAX_LAYERS = 64
+MAX_WIDTH = 2**62  # the core counts in int64 (and refuses d >= 2^63)
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+ActivationLike = Union[str, activations.Activation]
+
+
+class _Backend(Protocol):
+    """What a backend computes; the Network prepares and types the arrays."""
+
+    def pre_activations(self, theta: np.ndarray, X: np.ndarray, first: int) -> np.ndarray: ...
+
+    def risk_gradient(self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, weight: Optional[np.ndarray],
+                      family: int, r: float, want_gradient: bool, out: Optional[np.ndarray]
+                      ) -> tuple[float, Optional[np.ndarray]]: ...
+
+    def kink_counts(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray: ...
 
 
 class Network:
@@ -34,8 +49,8 @@ class Network:
     backend : "cpp" (the compiled core, float32 and float64) or "reference" (NumPy, float64).
     """
 
-    def __init__(self, widths: Sequence[int], activation="relu", convention=None,
-                 loss: str = "squared_error", backend: str = "cpp"):
+    def __init__(self, widths: Sequence[int], activation: ActivationLike = "relu",
+                 convention: activations.Convention = None, loss: str = "squared_error", backend: str = "cpp"):
         self.widths = _check_widths(widths)
         self.activation = activations.get(activation, convention)
         if loss not in LOSSES:
@@ -49,7 +64,7 @@ class Network:
             list(self.widths), 0 if act.piecewise_linear else _ACTIVATION_KINDS[act.name],
             list(act.kinks), list(act.slopes), _offset(act), list(act.right_sided),
             LOSSES.index(loss))
-        self._impl = self._core if backend == "cpp" else _ReferenceBackend(self)
+        self._impl: _Backend = self._core if backend == "cpp" else _ReferenceBackend(self)
         self.layout = [tuple(layer) for layer in self._core.layout()]
 
     @property
@@ -67,7 +82,7 @@ class Network:
 
     # --- parameters -------------------------------------------------------------------------
 
-    def init(self, seed: int = 0, dtype=np.float64, scheme: Optional[str] = None) -> np.ndarray:
+    def init(self, seed: Any = 0, dtype: DTypeLike = np.float64, scheme: Optional[str] = None) -> np.ndarray:
         """A random theta. Schemes (fan_in = l_{k-1}, fan_out = l_k):
 
         - ``he_uniform`` (default for piecewise-linear activations): W ~ U(+-sqrt(6/fan_in)), b = 0;
@@ -95,13 +110,13 @@ class Network:
                 W[...] = rng.uniform(-np.sqrt(scale), np.sqrt(scale), W.shape)
         return theta.astype(dtype)
 
-    def layers(self, theta: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    def layers(self, theta: ArrayLike) -> list[tuple[np.ndarray, np.ndarray]]:
         """Views (W_k, b_k), k = 1..L, into theta: writing to them writes theta."""
         theta = self._theta(theta)
         return [(theta[w:w + rows * cols].reshape(rows, cols), theta[b:b + rows])
                 for w, b, rows, cols in self.layout]
 
-    def flatten(self, layers: Sequence[tuple[np.ndarray, np.ndarray]], dtype=np.float64) -> np.ndarray:
+    def flatten(self, layers: Sequence[tuple[ArrayLike, ArrayLike]], dtype: DTypeLike = np.float64) -> np.ndarray:
         """The theta whose layers are ``layers`` (the inverse of ``layers``)."""
         dtype = _float_dtype(dtype, "dtype")
         if len(layers) != self.n_layers:
@@ -117,12 +132,12 @@ class Network:
 
     # --- the operations every backend implements -----------------------------------------
 
-    def forward(self, theta, X) -> np.ndarray:
+    def forward(self, theta: ArrayLike, X: ArrayLike) -> np.ndarray:
         """The network outputs z^L for the rows of X, shape (M, l_L)."""
         theta = self._theta(theta)
         return self._impl.pre_activations(theta, self._X(X, theta.dtype), self.n_layers)
 
-    def pre_activations(self, theta, X) -> list[np.ndarray]:
+    def pre_activations(self, theta: ArrayLike, X: ArrayLike) -> list[np.ndarray]:
         """[z^1, ..., z^L]: the pre-activations of every layer, z^k of shape (M, l_k) (views
         into one array); z^L is the output. The switching functions of the gradient flow."""
         theta = self._theta(theta)
@@ -130,31 +145,37 @@ class Network:
         ends = np.cumsum(self.widths[1:])
         return [Z[:, end - width:end] for end, width in zip(ends, self.widths[1:])]
 
-    def risk(self, theta, X, Y, sample_weight=None) -> float:
+    def risk(self, theta: ArrayLike, X: ArrayLike, Y: ArrayLike, sample_weight: Optional[ArrayLike] = None) -> float:
         """L(theta) = sum_m w_m loss(z^L(x_m), y_m), with w_m = 1/M unless sample_weight is given."""
         return self._risk_gradient(theta, X, Y, sample_weight, 0, 0.0, False, None)[0]
 
-    def risk_and_gradient(self, theta, X, Y, sample_weight=None, out=None):
+    def risk_and_gradient(self, theta: ArrayLike, X: ArrayLike, Y: ArrayLike, sample_weight: Optional[ArrayLike] = None,
+                          out: Optional[np.ndarray] = None) -> tuple[float, np.ndarray]:
         """(L(theta), G(theta)): the risk and its generalized gradient (MATH.md §4).
 
         ``out``, if given, is a writeable C-contiguous array of shape (dim,) and theta's dtype
         that receives G.
         """
-        return self._risk_gradient(theta, X, Y, sample_weight, 0, 0.0, True, out)
+        risk, G = self._risk_gradient(theta, X, Y, sample_weight, 0, 0.0, True, out)
+        assert G is not None
+        return risk, G
 
-    def gradient(self, theta, X, Y, sample_weight=None, out=None) -> np.ndarray:
+    def gradient(self, theta: ArrayLike, X: ArrayLike, Y: ArrayLike, sample_weight: Optional[ArrayLike] = None,
+                 out: Optional[np.ndarray] = None) -> np.ndarray:
         """G(theta), the generalized gradient of the risk."""
         return self.risk_and_gradient(theta, X, Y, sample_weight, out)[1]
 
-    def approx_gradient(self, theta, X, Y, r: float, family: str = "cubic", sample_weight=None,
-                        out=None) -> np.ndarray:
+    def approx_gradient(self, theta: ArrayLike, X: ArrayLike, Y: ArrayLike, r: float, family: str = "cubic",
+                        sample_weight: Optional[ArrayLike] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
         """grad L_r(theta): the gradient of the risk of the network whose activation is replaced
         by the approximant A_r of ``family`` (gengrad.activations.FAMILIES; MATH.md §3)."""
         activations.check_family(family)
         r = _positive(r, "r")
-        return self._risk_gradient(theta, X, Y, sample_weight, _FAMILY_CODES[family], r, True, out)[1]
+        G = self._risk_gradient(theta, X, Y, sample_weight, _FAMILY_CODES[family], r, True, out)[1]
+        assert G is not None
+        return G
 
-    def kink_counts(self, theta, X) -> np.ndarray:
+    def kink_counts(self, theta: ArrayLike, X: ArrayLike) -> np.ndarray:
         """Per hidden layer, the number of (sample, neuron) pairs whose pre-activation is exactly
         at a kink of the activation (MATH.md §6)."""
         theta = self._theta(theta)
@@ -162,24 +183,26 @@ class Network:
 
     # --- argument preparation: types and conversions; sizes and values are checked in C++ --
 
-    def _risk_gradient(self, theta, X, Y, sample_weight, family, r, want_gradient, out):
+    def _risk_gradient(self, theta: ArrayLike, X: ArrayLike, Y: ArrayLike, sample_weight: Optional[ArrayLike],
+                       family: int, r: float, want_gradient: bool,
+                       out: Optional[np.ndarray]) -> tuple[float, Optional[np.ndarray]]:
         theta = self._theta(theta)
         X = self._X(X, theta.dtype)
         Y = self._Y(Y, theta.dtype)
         weight = None if sample_weight is None else _array(sample_weight, "sample_weight", theta.dtype)
         return self._impl.risk_gradient(theta, X, Y, weight, family, r, want_gradient, out)
 
-    def _theta(self, theta) -> np.ndarray:
+    def _theta(self, theta: ArrayLike) -> np.ndarray:
         if isinstance(theta, np.ndarray):
             if theta.dtype not in _FLOAT_DTYPES:
                 _float_dtype(theta.dtype, "theta")  # raises
             return theta if theta.flags.c_contiguous else np.ascontiguousarray(theta)
         return _array(theta, "theta", np.float64)
 
-    def _X(self, X, dtype) -> np.ndarray:
+    def _X(self, X: ArrayLike, dtype: DTypeLike) -> np.ndarray:
         return _array(X, "X", dtype)
 
-    def _Y(self, Y, dtype) -> np.ndarray:
+    def _Y(self, Y: ArrayLike, dtype: DTypeLike) -> np.ndarray:
         out_width = self.widths[-1]
         if self.loss == "cross_entropy" and isinstance(Y, np.ndarray) and Y.ndim == 1 and Y.dtype.kind in "iu":
             if len(Y) and (Y.min() < 0 or Y.max() >= out_width):
@@ -198,37 +221,39 @@ class _ReferenceBackend:
     def __init__(self, net: Network):
         self.net = net
 
-    def _check(self, theta):
+    def _check(self, theta: np.ndarray) -> tuple[tuple[int, ...], activations.Activation]:
         if theta.dtype != np.float64:
             raise TypeError("the reference backend computes in float64; theta has dtype "
                             f"{theta.dtype}")
         return self.net.widths, self.net.activation
 
-    def pre_activations(self, theta, X, first):
+    def pre_activations(self, theta: np.ndarray, X: np.ndarray, first: int) -> np.ndarray:
         widths, act = self._check(theta)
         self.net._core.pre_activations(theta, X, first)
         return np.hstack(reference.pre_activations(theta, widths, act, X)[first - 1:])
 
-    def risk_gradient(self, theta, X, Y, weight, family, r, want_gradient, out):
+    def risk_gradient(self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, weight: Optional[np.ndarray],
+                      family: int, r: float, want_gradient: bool, out: Optional[np.ndarray]
+                      ) -> tuple[float, Optional[np.ndarray]]:
         widths, act = self._check(theta)
         # The compiled core validates sizes and values even here, so both backends reject the
         # same inputs with the same messages.
         self.net._core.risk_gradient(theta, X, Y, weight, 0, 0.0, False, None)
-        kwargs = dict(loss=self.net.loss, sample_weight=weight)  # None: 1/M each, as in the core
-        risk = reference.risk(theta, widths, act, X, Y, **kwargs)
+        loss = self.net.loss  # weight None: 1/M each, as in the core
+        risk = reference.risk(theta, widths, act, X, Y, loss, weight)
         if not want_gradient:
             return risk, None
         if family == 0:
-            grad = reference.generalized_gradient(theta, widths, act, X, Y, **kwargs)
+            grad = reference.generalized_gradient(theta, widths, act, X, Y, loss, weight)
         else:
             name = next(n for n, code in _FAMILY_CODES.items() if code == family)
-            grad = reference.approx_gradient(theta, widths, act, X, Y, r, name, **kwargs)
+            grad = reference.approx_gradient(theta, widths, act, X, Y, r, name, loss, weight)
         if out is not None:
             out[...] = grad
             grad = out
         return risk, grad
 
-    def kink_counts(self, theta, X):
+    def kink_counts(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
         widths, act = self._check(theta)
         self.net._core.kink_counts(theta, X)
         return reference.kink_counts(theta, widths, act, X)
@@ -241,7 +266,7 @@ def _offset(act: activations.Activation) -> float:
     return act.value_at_first_kink - act.slopes[1] * act.kinks[0]
 
 
-def _check_widths(widths) -> tuple[int, ...]:
+def _check_widths(widths: Any) -> tuple[int, ...]:
     try:
         widths = tuple(widths)
     except TypeError:
@@ -252,22 +277,22 @@ def _check_widths(widths) -> tuple[int, ...]:
     for w in widths:
         if isinstance(w, bool) or not isinstance(w, Integral):
             raise TypeError(f"widths must be integers, got {w!r}")
-        if w < 1:
-            raise ValueError(f"every width must be >= 1, got widths={widths}")
+        if not 1 <= int(w) <= MAX_WIDTH:
+            raise ValueError(f"every width must be between 1 and 2^62, got widths={widths}")
     return tuple(int(w) for w in widths)
 
 
-def _float_dtype(dtype, name: str) -> np.dtype:
+def _float_dtype(dtype: Any, name: str) -> np.dtype:
     try:
-        dtype = np.dtype(dtype)
+        result: np.dtype = np.dtype(dtype)
     except TypeError:
         raise TypeError(f"{name} must be float32 or float64, got {dtype!r}") from None
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"{name} must have dtype float32 or float64, got {dtype}")
-    return dtype
+    if result not in (np.float32, np.float64):
+        raise TypeError(f"{name} must have dtype float32 or float64, got {result}")
+    return result
 
 
-def _array(value, name: str, dtype) -> np.ndarray:
+def _array(value: Any, name: str, dtype: DTypeLike) -> np.ndarray:
     """value as a C-contiguous array of ``dtype``; arrays of another dtype are refused rather
     than silently converted (a float64 X with a float32 theta is usually a mistake)."""
     if isinstance(value, np.ndarray):
@@ -281,10 +306,10 @@ def _array(value, name: str, dtype) -> np.ndarray:
         raise TypeError(f"{name} must be an array of numbers: {error}") from None
 
 
-def _positive(value, name: str) -> float:
+def _positive(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise TypeError(f"{name} must be a positive number, got {value!r}")
-    value = float(value)
-    if not (value > 0 and np.isfinite(value)):
-        raise ValueError(f"{name} must be a positive finite number, got {value}")
-    return value
+    number = float(value)
+    if not (number > 0 and np.isfinite(number)):
+        raise ValueError(f"{name} must be a positive finite number, got {number}")
+    return number

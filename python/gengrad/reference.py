@@ -12,18 +12,22 @@ sum_m w_m loss(z^L_m, y_m) with sample weights w (a finite measure), by default 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
+from typing import Any, Optional
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from gengrad import activations as _activations
 from gengrad.activations import Activation
 
 LOSSES = ("squared_error", "cross_entropy")
+Elementwise = Callable[[np.ndarray], np.ndarray]
 
 
 # --- §1: networks and the flat parameter vector -------------------------------------------------
 
-def _check_widths(widths) -> tuple[int, ...]:
+def _check_widths(widths: Iterable[int]) -> tuple[int, ...]:
     widths = tuple(widths)
     if len(widths) < 2:
         raise ValueError(f"widths needs at least an input and an output width, got {widths!r}")
@@ -33,7 +37,7 @@ def _check_widths(widths) -> tuple[int, ...]:
     return tuple(int(w) for w in widths)
 
 
-def layout(widths) -> list[tuple[int, int, int, int]]:
+def layout(widths: Iterable[int]) -> list[tuple[int, int, int, int]]:
     """Per layer k = 1..L: (weight_offset, bias_offset, rows = l_k, cols = l_{k-1}) (MATH.md §1).
 
     Layer by layer; within a layer first W_k in row-major order (row = output neuron), then b_k.
@@ -48,13 +52,13 @@ def layout(widths) -> list[tuple[int, int, int, int]]:
     return blocks
 
 
-def dim(widths) -> int:
+def dim(widths: Iterable[int]) -> int:
     """d = sum_{k=1..L} l_k (l_{k-1} + 1) (MATH.md §1)."""
     widths = _check_widths(widths)
     return sum(widths[k] * (widths[k - 1] + 1) for k in range(1, len(widths)))
 
 
-def unflatten(theta, widths) -> list[tuple[np.ndarray, np.ndarray]]:
+def unflatten(theta: ArrayLike, widths: Iterable[int]) -> list[tuple[np.ndarray, np.ndarray]]:
     """[(W_k of shape (l_k, l_{k-1}), b_k of shape (l_k,)) for k = 1..L] (MATH.md §1).
 
     The blocks are views of the float64 vector (of a float64 copy if ``theta`` was not one).
@@ -70,13 +74,13 @@ def unflatten(theta, widths) -> list[tuple[np.ndarray, np.ndarray]]:
     return params
 
 
-def _flatten(blocks) -> np.ndarray:
+def _flatten(blocks: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     return np.concatenate([np.concatenate([W.ravel(), b]) for W, b in blocks])
 
 
 # --- §3: activations and their generalized derivatives -----------------------------------------
 
-def _sigmoid(z):
+def _sigmoid(z: np.ndarray) -> np.ndarray:
     # exp of a non-positive argument only, so neither branch overflows
     e = np.exp(-np.abs(z))
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
@@ -90,7 +94,7 @@ def _pl_bounds(act: Activation) -> tuple[float, float]:
     return lo, hi
 
 
-def activation_value(act: Activation, z) -> np.ndarray:
+def activation_value(act: Activation, z: ArrayLike) -> np.ndarray:
     """a(z), each named activation by its own formula (MATH.md §3)."""
     z = np.asarray(z, dtype=np.float64)
     name = act.name
@@ -150,7 +154,7 @@ def _derivative_off_kinks(act: Activation, z: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown activation {name!r}")
 
 
-def generalized_derivative(act: Activation, z) -> np.ndarray:
+def generalized_derivative(act: Activation, z: ArrayLike) -> np.ndarray:
     """𝔞(z): a'(z) off the kinks, the convention ``act.derivative_at_kinks[i]`` at kinks[i]
     (MATH.md §3)."""
     z = np.asarray(z, dtype=np.float64)
@@ -162,20 +166,20 @@ def generalized_derivative(act: Activation, z) -> np.ndarray:
 
 # --- §3: approximant families A_r -------------------------------------------------------------
 
-def _cubic(t):
+def _cubic(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return 2.0 * t ** 2 - t ** 3, 4.0 * t - 3.0 * t ** 2
 
 
-def _sine(t):
+def _sine(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (0.5 * t ** 2 + 0.25 * (1.0 - np.cos(np.pi * t)),
             t + 0.25 * np.pi * np.sin(np.pi * t))
 
 
 #: Admissible profiles: Phi(0) = 0, Phi(1) = 1, phi = Phi', phi(0) = 0, phi(1) = 1.
-_PROFILES = {"cubic": _cubic, "sine": _sine}
+_PROFILES: dict[str, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]] = {"cubic": _cubic, "sine": _sine}
 
 
-def _check_r(r) -> float:
+def _check_r(r: Any) -> float:
     try:
         r = float(r)
     except (TypeError, ValueError):
@@ -185,7 +189,7 @@ def _check_r(r) -> float:
     return r
 
 
-def _admissible(act: Activation, z: np.ndarray, r: float, family: str):
+def _admissible(act: Activation, z: np.ndarray, r: float, family: str) -> tuple[np.ndarray, np.ndarray]:
     """(A_r(z), A_r'(z)) of an admissible family: a plus one correction per kink.
 
     For the kink kappa with slopes sL | sR, jump = sR - sL, the correction jump (Phi(t) - t) / r
@@ -211,7 +215,8 @@ def _admissible(act: Activation, z: np.ndarray, r: float, family: str):
     return value, slope
 
 
-def _softplus_family(act: Activation, z: np.ndarray, r: float, family: str):
+def _softplus_family(act: Activation, z: np.ndarray, r: float, family: str
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """(A_r(z), A_r'(z)) for the non-admissible "softplus" / "shifted_softplus" families.
 
     a(z) = a(kappa_0) + s_0 (z - kappa_0) + sum_i (s_{i+1} - s_i) relu(z - kappa_i), with relu(u)
@@ -234,7 +239,7 @@ def _softplus_family(act: Activation, z: np.ndarray, r: float, family: str):
     return value, slope
 
 
-def _approximant(act: Activation, z, r, family: str):
+def _approximant(act: Activation, z: ArrayLike, r: Any, family: str) -> tuple[np.ndarray, np.ndarray]:
     _activations.check_family(family)
     r = _check_r(r)
     z = np.asarray(z, dtype=np.float64)
@@ -246,19 +251,19 @@ def _approximant(act: Activation, z, r, family: str):
     return _softplus_family(act, z, r, family)
 
 
-def approximant_value(act: Activation, z, r, family) -> np.ndarray:
+def approximant_value(act: Activation, z: ArrayLike, r: Any, family: str) -> np.ndarray:
     """A_r(z) of the named approximant family (MATH.md §3)."""
     return _approximant(act, z, r, family)[0]
 
 
-def approximant_derivative(act: Activation, z, r, family) -> np.ndarray:
+def approximant_derivative(act: Activation, z: ArrayLike, r: Any, family: str) -> np.ndarray:
     """A_r'(z) of the named approximant family (MATH.md §3)."""
     return _approximant(act, z, r, family)[1]
 
 
 # --- §1: the realization ----------------------------------------------------------------------
 
-def _check_data(X, widths, name: str, width: int) -> np.ndarray:
+def _check_data(X: ArrayLike, widths: Iterable[int], name: str, width: int) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != width:
         raise ValueError(f"{name} must have shape (M, {width}) for widths {tuple(widths)}, "
@@ -266,7 +271,7 @@ def _check_data(X, widths, name: str, width: int) -> np.ndarray:
     return X
 
 
-def _forward(params, value, X) -> list[np.ndarray]:
+def _forward(params: list[tuple[np.ndarray, np.ndarray]], value: Elementwise, X: np.ndarray) -> list[np.ndarray]:
     """[z^1, ..., z^L] of the network whose activation values are ``value(z)``."""
     zs = []
     h = X
@@ -278,14 +283,14 @@ def _forward(params, value, X) -> list[np.ndarray]:
     return zs
 
 
-def pre_activations(theta, widths, act: Activation, X) -> list[np.ndarray]:
+def pre_activations(theta: ArrayLike, widths: Iterable[int], act: Activation, X: ArrayLike) -> list[np.ndarray]:
     """[z^1, ..., z^L], z^k of shape (M, l_k); z^L is the output (MATH.md §1)."""
     params = unflatten(theta, widths)
     X = _check_data(X, widths, "X", tuple(widths)[0])
     return _forward(params, lambda z: activation_value(act, z), X)
 
 
-def forward(theta, widths, act: Activation, X) -> np.ndarray:
+def forward(theta: ArrayLike, widths: Iterable[int], act: Activation, X: ArrayLike) -> np.ndarray:
     """The network output z^L, shape (M, l_L) (MATH.md §1)."""
     return pre_activations(theta, widths, act, X)[-1]
 
@@ -298,12 +303,12 @@ def _check_loss(loss: str) -> str:
     return loss
 
 
-def _logsumexp(Z):
+def _logsumexp(Z: np.ndarray) -> np.ndarray:
     m = np.max(Z, axis=1, keepdims=True)
     return (m + np.log(np.sum(np.exp(Z - m), axis=1, keepdims=True)))[:, 0]
 
 
-def loss_values(loss: str, Z, Y) -> np.ndarray:
+def loss_values(loss: str, Z: ArrayLike, Y: ArrayLike) -> np.ndarray:
     """Per-sample loss, shape (M,) (MATH.md §2).
 
     squared_error: ||z - y||^2 (summed over outputs). cross_entropy: sum_j y_j (lse(z) - z_j),
@@ -318,7 +323,7 @@ def loss_values(loss: str, Z, Y) -> np.ndarray:
     return _logsumexp(Z) * np.sum(Y, axis=1) - np.sum(Y * Z, axis=1)
 
 
-def loss_gradient(loss: str, Z, Y) -> np.ndarray:
+def loss_gradient(loss: str, Z: ArrayLike, Y: ArrayLike) -> np.ndarray:
     """d loss / d z per sample, shape (M, l_L) (MATH.md §2)."""
     _check_loss(loss)
     Z, Y = np.asarray(Z, dtype=np.float64), np.asarray(Y, dtype=np.float64)
@@ -330,7 +335,7 @@ def loss_gradient(loss: str, Z, Y) -> np.ndarray:
     return softmax * np.sum(Y, axis=1, keepdims=True) - Y
 
 
-def _weights(sample_weight, M: int) -> np.ndarray:
+def _weights(sample_weight: Optional[ArrayLike], M: int) -> np.ndarray:
     if sample_weight is None:
         return np.full(M, 1.0 / M)
     w = np.asarray(sample_weight, dtype=np.float64)
@@ -341,8 +346,8 @@ def _weights(sample_weight, M: int) -> np.ndarray:
     return w
 
 
-def risk(theta, widths, act: Activation, X, Y, loss="squared_error",
-         sample_weight=None) -> float:
+def risk(theta: ArrayLike, widths: Iterable[int], act: Activation, X: ArrayLike, Y: ArrayLike,
+         loss: str = "squared_error", sample_weight: Optional[ArrayLike] = None) -> float:
     """L(theta) = sum_m w_m loss(z^L(x_m), y_m), by default w_m = 1/M (MATH.md §2)."""
     Z = forward(theta, widths, act, X)
     Y = _check_data(Y, widths, "Y", tuple(widths)[-1])
@@ -352,7 +357,8 @@ def risk(theta, widths, act: Activation, X, Y, loss="squared_error",
 
 # --- §4: the generalized gradient -------------------------------------------------------------
 
-def _backprop(theta, widths, value, derivative, X, Y, loss, sample_weight) -> np.ndarray:
+def _backprop(theta: ArrayLike, widths: Iterable[int], value: Elementwise, derivative: Elementwise, X: ArrayLike,
+              Y: ArrayLike, loss: str, sample_weight: Optional[ArrayLike]) -> np.ndarray:
     """Backpropagation with activation values ``value`` and derivative ``derivative`` (MATH §4):
     delta^L = w_m dloss/dz^L; delta^k = derivative(z^k) * (W_{k+1}^T delta^{k+1});
     dL/dW_k = sum_m delta^k (h^{k-1})^T; dL/db_k = sum_m delta^k; h^0 = x."""
@@ -365,7 +371,7 @@ def _backprop(theta, widths, value, derivative, X, Y, loss, sample_weight) -> np
     hs = [X] + [value(z) for z in zs[:-1]]          # h^0, ..., h^{L-1}
     L = len(params)
     delta = w[:, None] * loss_gradient(loss, zs[-1], Y)
-    grads = [None] * L
+    grads: list[Any] = [None] * L
     for k in range(L - 1, -1, -1):                  # 0-based: layer k+1 of MATH
         grads[k] = (delta.T @ hs[k], np.sum(delta, axis=0))
         if k > 0:
@@ -374,8 +380,8 @@ def _backprop(theta, widths, value, derivative, X, Y, loss, sample_weight) -> np
     return _flatten(grads)
 
 
-def generalized_gradient(theta, widths, act: Activation, X, Y, loss="squared_error",
-                         sample_weight=None) -> np.ndarray:
+def generalized_gradient(theta: ArrayLike, widths: Iterable[int], act: Activation, X: ArrayLike, Y: ArrayLike,
+                         loss: str = "squared_error", sample_weight: Optional[ArrayLike] = None) -> np.ndarray:
     """G(theta), shape (d,): backpropagation with a' replaced by 𝔞 (MATH.md §4)."""
     return _backprop(theta, widths,
                      lambda z: activation_value(act, z),
@@ -383,8 +389,9 @@ def generalized_gradient(theta, widths, act: Activation, X, Y, loss="squared_err
                      X, Y, loss, sample_weight)
 
 
-def approx_gradient(theta, widths, act: Activation, X, Y, r, family="cubic",
-                    loss="squared_error", sample_weight=None) -> np.ndarray:
+def approx_gradient(theta: ArrayLike, widths: Iterable[int], act: Activation, X: ArrayLike, Y: ArrayLike, r: Any,
+                    family: str = "cubic", loss: str = "squared_error",
+                    sample_weight: Optional[ArrayLike] = None) -> np.ndarray:
     """grad L_r(theta): the gradient of the risk of the network with a replaced by A_r
     (A_r forward, A_r' backward; MATH.md §3-§4)."""
     _activations.check_family(family)
@@ -395,7 +402,7 @@ def approx_gradient(theta, widths, act: Activation, X, Y, r, family="cubic",
                      X, Y, loss, sample_weight)
 
 
-def kink_counts(theta, widths, act: Activation, X) -> np.ndarray:
+def kink_counts(theta: ArrayLike, widths: Iterable[int], act: Activation, X: ArrayLike) -> np.ndarray:
     """Per hidden layer k = 1..L-1, the number of (sample, neuron) pairs whose pre-activation
     equals one of ``act.kinks`` exactly (MATH.md §6); int64, shape (L-1,)."""
     zs = pre_activations(theta, widths, act, X)
