@@ -13,11 +13,10 @@ namespace GENGRAD_ISA_NS {
 // Returns the softmax cross-entropy loss(z, y) for one sample whose n outputs lie at z[0],
 // z[stride], ...; when `delta` is set, overwrites them with weight * dloss/dz (the start of
 // backpropagation, MATH.md §4).
-// The squared error ||z - y||^2 is in block_losses below.
+// The squared error ||z - y||^2 is in block_losses below; the name says which loss this is,
+// so no caller can pass another kind and get cross-entropy silently.
 template <class T>
-double sample_loss(LossKind kind, T* z, std::ptrdiff_t stride, const T* y, T weight, int64_t n,
-                   bool delta) {
-    (void)kind;  // only cross_entropy reaches here
+double cross_entropy_loss(T* z, std::ptrdiff_t stride, const T* y, T weight, int64_t n, bool delta) {
     double loss = 0;
     // softmax cross-entropy against the target distribution y: sum_j y_j (logsumexp(z) - z_j)
     T zmax = z[0];
@@ -55,7 +54,7 @@ void block_losses(LossKind kind, T* Z, std::ptrdiff_t ld, int64_t n_out, const T
         return;
     }
     for (int64_t c = c0; c < c1; ++c)
-        losses[c] = sample_loss(kind, Z + c, ld, Y + c * n_out, weight ? weight[c] : uniform, n_out, delta);
+        losses[c] = cross_entropy_loss(Z + c, ld, Y + c * n_out, weight ? weight[c] : uniform, n_out, delta);
 }
 
 }  // namespace GENGRAD_ISA_NS
