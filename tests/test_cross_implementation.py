@@ -18,13 +18,16 @@ from hypothesis import given, settings, strategies as st
 from gengrad import activations as A
 from gengrad import reference as R
 from backends import BACKENDS, peer_activation
-from conftest import ACTIVATIONS, ACTIVATION_IDS, kink_problem, random_problem, relative_error
+from conftest import (ACTIVATIONS, ACTIVATION_IDS, kink_problem, random_problem, relative_error,
+                      rounding_scales)
 
 ARCHITECTURES = [((1, 16, 16, 1), 1), ((3, 5, 2), 7), ((4, 1, 3), 64), ((2, 3, 4, 3, 5, 2), 130),
                  ((5, 17, 9, 3), 33), ((3, 6, 5, 2), 40)]
 LOSSES = ("squared_error", "cross_entropy")
 DTYPES = (np.float64, np.float32)
 DATA = ("random", "kink")
+# measured: errors reach 0.7 of rounding_scales' bound (torch float32), gengrad's 0.5
+ROUNDING = 4
 
 
 @dataclass(frozen=True)
@@ -88,27 +91,31 @@ def _compared_activation(case: Case, backend):
     return case.act      # no kink is hit: every convention gives the same G
 
 
-def _assert_agrees(case: Case, backend, act, widths, theta, X, Y, weight):
+def _assert_agrees(case: Case, backend, act, widths, theta, X, Y, weight, well_conditioned=True):
+    """The backend's results within ROUNDING units of roundoff of rounding_scales' error bound;
+    on the table's ``well_conditioned`` problems also within ``case.tolerance`` relative error.
+    Generated problems can cancel (hypothesis found torch's float64 cross-entropy of 5.6e-9 off
+    by 8e-8 relative, and its float32 gelu G on integer data off by 1.4e-5): only the bound."""
     result = backend.evaluate(widths, act, case.loss, theta, X, Y, weight)
     # the float64 reference at the (float32-rounded) inputs: what the arithmetic approximates
     t, x, y = (a.astype(np.float64) for a in (theta, X, Y))
     kwargs = dict(loss=case.loss, sample_weight=weight)
     assert result.G.dtype == case.dtype
-    assert relative_error(result.risk, R.risk(t, widths, act, x, y, **kwargs)) <= case.tolerance
+    unit = ROUNDING * np.finfo(case.dtype).eps
+    z_errors, risk_error, G_error = rounding_scales(t, widths, act, x, y, **kwargs)
+    risk = R.risk(t, widths, act, x, y, **kwargs)
     G = R.generalized_gradient(t, widths, act, x, y, **kwargs)
-    assert relative_error(result.G, G) <= case.tolerance
+    assert abs(result.risk - risk) <= unit * risk_error
+    assert np.linalg.norm(result.G - G) <= unit * np.linalg.norm(G_error)
+    if well_conditioned:
+        assert relative_error(result.risk, risk) <= case.tolerance
+        assert relative_error(result.G, G) <= case.tolerance
     expected = R.pre_activations(t, widths, act, x)
     assert len(result.pre_activations) == len(expected)
-    h, z_previous = x, np.zeros_like(x)
-    for (W, b), z, z_ref in zip(R.unflatten(t, widths), result.pre_activations, expected):
+    for z, z_ref, z_error in zip(result.pre_activations, expected, z_errors):
         if case.data == "kink" and act.piecewise_linear:   # integers, dyadic slopes: exact
             np.testing.assert_array_equal(z, z_ref)
-        # Relative to the size of what is summed, not of z, which can cancel to about 0; and the
-        # activations' own rounding is absolute, about eps |z_previous| (hypothesis found gelu's
-        # 1 + erf(z/sqrt 2) cancelling at z = -7 in float32: z_ref = -4e-14, z = 0).
-        scale = np.linalg.norm((np.abs(h) + np.abs(z_previous)) @ np.abs(W).T + np.abs(b))
-        assert np.linalg.norm(z - z_ref) <= case.tolerance * max(scale, 1e-300)
-        h, z_previous = R.activation_value(act, z_ref), z_ref
+        assert np.linalg.norm(z - z_ref) <= unit * np.linalg.norm(z_error)
     counts = R.kink_counts(t, widths, act, x)
     kinks = np.asarray(act.kinks, dtype=case.dtype)
     seen = [int(np.isin(z, kinks).sum()) for z in result.pre_activations[:-1]]
@@ -154,6 +161,6 @@ def test_generated_cases_agree_on_every_backend(activation, loss, dtype, data, h
         if act is None and data == "kink":
             continue
         problem = case.problem(widths, samples, seed, weighted=seed % 2)
-        _assert_agrees(case, backend, act or case.act, widths, *problem)
+        _assert_agrees(case, backend, act or case.act, widths, *problem, well_conditioned=False)
         compared += 1
     assert compared >= 1
