@@ -70,9 +70,8 @@ def load_digits(test_fraction: float = 0.25, seed: int = 0, standardize: bool = 
     deviation (pixels that are constant on the training set are only centred).
     """
     try:
-        # scikit-learn ships no type information
-        from sklearn.datasets import load_digits as sklearn_digits  # type: ignore[import-untyped]
-        from sklearn.model_selection import train_test_split  # type: ignore[import-untyped]
+        from sklearn.datasets import load_digits as sklearn_digits
+        from sklearn.model_selection import train_test_split
     except ImportError:
         raise ImportError("load_digits needs scikit-learn: pip install 'gengrad[data]'") from None
     fraction, rng_seed, float_dtype = _check_fraction(test_fraction), _check_seed(seed), _dtype(dtype)

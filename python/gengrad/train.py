@@ -136,8 +136,7 @@ class _Progress:
         self.total, self.done = total, initial
         if enabled:
             try:
-                # tqdm ships no type information (types-tqdm is a separate package)
-                from tqdm.auto import tqdm  # type: ignore[import-untyped]
+                from tqdm.auto import tqdm
                 self.bar = tqdm(total=total, initial=initial, unit="epoch", leave=False)
             except ImportError:
                 pass
