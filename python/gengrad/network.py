@@ -113,6 +113,8 @@ class Network:
     def layers(self, theta: ArrayLike) -> list[tuple[np.ndarray, np.ndarray]]:
         """Views (W_k, b_k), k = 1..L, into theta: writing to them writes theta."""
         theta = self._theta(theta)
+        if theta.shape != (self.dim,):  # the core checks this for every other method
+            raise ValueError(f"theta must have shape ({self.dim},), got {theta.shape}")
         return [(theta[w:w + rows * cols].reshape(rows, cols), theta[b:b + rows])
                 for w, b, rows, cols in self.layout]
 
