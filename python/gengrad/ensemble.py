@@ -7,7 +7,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from . import activations
-from .network import _FAMILY_CODES, ActivationLike, Network, _array, _positive
+from .network import _FAMILY_CODES, ActivationLike, Network, _array, _as_ndarray, _positive
 
 
 class Ensemble:
@@ -106,7 +106,7 @@ class Ensemble:
         net = self.network
         thetas = self._thetas(thetas)
         dtype = thetas.dtype
-        X = _array(X, "X", dtype)
+        X, Y = _array(X, "X", dtype), _as_ndarray(Y, "Y")
         if (net.loss == "cross_entropy" and isinstance(Y, np.ndarray) and Y.ndim == 2
                 and Y.dtype.kind in "iu"):  # class labels, one row per network
             Y = np.stack([net._Y(labels, dtype) for labels in Y])

@@ -195,6 +195,7 @@ class Network:
         return self._impl.risk_gradient(theta, X, Y, weight, family, r, want_gradient, out)
 
     def _theta(self, theta: ArrayLike) -> np.ndarray:
+        theta = _as_ndarray(theta, "theta")
         if isinstance(theta, np.ndarray):
             if theta.dtype not in _FLOAT_DTYPES:
                 _float_dtype(theta.dtype, "theta")  # raises
@@ -206,6 +207,7 @@ class Network:
 
     def _Y(self, Y: ArrayLike, dtype: DTypeLike) -> np.ndarray:
         out_width = self.widths[-1]
+        Y = _as_ndarray(Y, "Y")
         if self.loss == "cross_entropy" and isinstance(Y, np.ndarray) and Y.ndim == 1 and Y.dtype.kind in "iu":
             if len(Y) and (Y.min() < 0 or Y.max() >= out_width):
                 raise ValueError(f"Y holds class labels, which must lie in [0, {out_width}), "
@@ -294,9 +296,24 @@ def _float_dtype(dtype: Any, name: str) -> np.dtype:
     return result
 
 
+def _as_ndarray(value: ArrayLike, name: str) -> ArrayLike:
+    """An object that has a dtype and converts to NumPy (a PyTorch CPU tensor, a JAX array) as
+    the ndarray it converts to, so that it keeps its dtype exactly as a NumPy array would: a
+    float32 tensor is float32, not NumPy's default float64. Anything else (lists, numbers) is
+    returned as it is, for NumPy's default conversion."""
+    if isinstance(value, np.ndarray) or not (hasattr(value, "__array__") and hasattr(value, "dtype")):
+        return value
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError, RuntimeError) as error:  # torch: CUDA or requires_grad tensors
+        raise TypeError(f"{name} cannot be converted to a NumPy array: {error}") from None
+
+
 def _array(value: Any, name: str, dtype: DTypeLike) -> np.ndarray:
-    """value as a C-contiguous array of ``dtype``; arrays of another dtype are refused rather
-    than silently converted (a float64 X with a float32 theta is usually a mistake)."""
+    """value as a C-contiguous array of ``dtype``; arrays (and array-likes with a dtype) of
+    another dtype are refused rather than silently converted (a float64 X with a float32 theta
+    is usually a mistake)."""
+    value = _as_ndarray(value, name)
     if isinstance(value, np.ndarray):
         if value.dtype != dtype:
             raise TypeError(f"{name} has dtype {value.dtype} but theta has dtype {np.dtype(dtype)}; "
