@@ -98,7 +98,7 @@ class Network:
         if scheme not in INIT_SCHEMES:
             raise ValueError(f"unknown init scheme {scheme!r}; expected one of {', '.join(INIT_SCHEMES)}")
         rng = np.random.default_rng(seed)
-        theta = np.zeros(self.dim)
+        theta = _zeros((self.dim,), np.float64, f"init: widths {self.widths} (d = {self.dim})")
         for W, b in self.layers(theta):
             fan_out, fan_in = W.shape
             if scheme == "torch":
@@ -294,6 +294,14 @@ def _float_dtype(dtype: Any, name: str) -> np.dtype:
     if result not in (np.float32, np.float64):
         raise TypeError(f"{name} must have dtype float32 or float64, got {result}")
     return result
+
+
+def _zeros(shape: tuple[int, ...], dtype: DTypeLike, what: str) -> np.ndarray:
+    """np.zeros, whose MemoryError also says what the array was for."""
+    try:
+        return np.zeros(shape, dtype)
+    except MemoryError as error:
+        raise MemoryError(f"{what}: {error}") from None
 
 
 def _as_ndarray(value: ArrayLike, name: str) -> ArrayLike:
