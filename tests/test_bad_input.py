@@ -175,3 +175,17 @@ def test_threads_and_isa_arguments():
     for isa in set(info["isas_built"]) - set(info["isas_supported"]):
         with pytest.raises(ValueError, match="not supported by this CPU"):
             gengrad.select_isa(isa)
+
+
+@pytest.mark.parametrize("n", [2**62, 10**30])
+def test_ensemble_refuses_n_whose_parameters_overflow(n):
+    with pytest.raises(ValueError, match=f"n = {n} networks of d = 13 parameters"):
+        gengrad.Ensemble((2, 3, 1), n)
+
+
+def test_impossible_sizes_fail_at_once_naming_what_was_asked():
+    # init allocated nothing before spawning n seed sequences: n = 10^15 ran until memory ran out
+    with pytest.raises(MemoryError, match="n = 1000000000000000 networks of d = 13 parameters"):
+        gengrad.Ensemble((2, 3, 1), 10**15).init(0)
+    with pytest.raises(MemoryError, match=r"widths \(10000000, 10000000, 1\)"):
+        gengrad.Network((10**7, 10**7, 1)).init(0)

@@ -122,13 +122,26 @@ def test_large_but_feasible_inputs_work():
     assert risk == pytest.approx(9.0, rel=1e-9)  # 3e6 masses of 1/M
 
 
-@pytest.mark.xfail(strict=True, raises=IndexError,
-                   reason="Network.layers indexes theta without checking its shape (network.py)")
 def test_layers_checks_theta():
     net = gengrad.Network((2, 3, 1))
-    for theta in (np.zeros(()), np.zeros(5), np.zeros((2, net.dim))):
-        with pytest.raises(ValueError, match="theta must have shape"):
+    for theta in (np.zeros(()), np.zeros(5), np.zeros(net.dim + 1), np.zeros((2, net.dim)), [1.0, 2.0]):
+        with pytest.raises(ValueError, match=rf"theta must have shape \({net.dim},\), got"):
             net.layers(theta)
+    # the same message as the methods the core checks
+    with pytest.raises(ValueError, match=rf"theta must have shape \({net.dim},\), got \(5,\)"):
+        net.forward(np.zeros(5), np.zeros((1, 2)))
+
+
+def test_ensemble_methods_check_thetas():
+    # Ensemble has no layers(); every method that takes thetas goes through its shape check.
+    ens = gengrad.Ensemble((2, 3, 1), 2)
+    X, Y = np.zeros((1, 2)), np.zeros((1, 1))
+    calls = (lambda t: ens.forward(t, X), lambda t: ens.kink_counts(t, X), lambda t: ens.risk(t, X, Y),
+             lambda t: ens.gradient(t, X, Y), lambda t: ens.step(t, X, Y, 0.1))
+    for thetas in (np.zeros(()), np.zeros(ens.dim), np.zeros((3, ens.dim)), np.zeros((2, ens.dim + 1))):
+        for call in calls:
+            with pytest.raises(ValueError, match=rf"thetas must have shape \(2, {ens.dim}\), got"):
+                call(thetas.copy())
 
 
 def test_atheris_finds_no_crash(tmp_path):

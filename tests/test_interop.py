@@ -163,3 +163,49 @@ def test_adapters_refuse_what_they_cannot_differentiate():
         jax.jit(risk)(bad, X, Y)
     with pytest.raises(TypeError, match="1-d float32 or float64"):
         risk(jnp.ones((2, net.dim)), X, Y)
+
+
+# --- framework arrays passed straight to Network and Ensemble ------------------------------------
+
+CONVERT = {"numpy": np.asarray, "torch": torch.from_numpy, "jax": jnp.asarray}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["torch", "jax"])
+def test_framework_arrays_are_treated_as_the_numpy_arrays_they_convert_to(kind, dtype):
+    """A float32 torch CPU tensor or JAX array is computed in float32, as a float32 NumPy array
+    is (it used to be converted to NumPy's default float64), bit for bit the same."""
+    net, ens = gengrad.Network(WIDTHS), gengrad.Ensemble(WIDTHS, 3)
+    theta, X, Y = random_problem(WIDTHS, 9, 0, dtype=dtype)
+    thetas = ens.init(1, dtype=dtype)
+    to = CONVERT[kind]
+    for method, args in (("forward", (theta, X)), ("kink_counts", (theta, X)), ("risk", (theta, X, Y)),
+                         ("gradient", (theta, X, Y)), ("approx_gradient", (theta, X, Y, 10.0))):
+        expected = getattr(net, method)(*args)
+        got = getattr(net, method)(*(to(a) if isinstance(a, np.ndarray) else a for a in args))
+        assert np.asarray(got).dtype == np.asarray(expected).dtype, method
+        assert np.array_equal(got, expected), method
+    assert [W.dtype for W, _ in net.layers(to(theta))] == [np.dtype(dtype)] * net.n_layers
+    risks, G = ens.risk_and_gradient(to(thetas), to(X), to(Y))
+    assert G.dtype == dtype
+    assert np.array_equal(G, ens.gradient(thetas, X, Y))
+    assert ens.forward(to(thetas), to(X)).dtype == dtype
+    other = np.float64 if dtype == np.float32 else np.float32
+    with pytest.raises(TypeError, match=f"X has dtype {np.dtype(other)} but theta has dtype {np.dtype(dtype)}"):
+        net.gradient(to(theta), to(X.astype(other)), to(Y))
+
+
+def test_lists_follow_numpys_default_and_thetas_dtype():
+    net = gengrad.Network(WIDTHS)
+    theta, X, Y = random_problem(WIDTHS, 9, 0, dtype=np.float32)
+    assert net.gradient(theta.tolist(), X.astype(np.float64), Y.astype(np.float64)).dtype == np.float64
+    assert np.array_equal(net.gradient(theta, X.tolist(), Y.tolist()), net.gradient(theta, X, Y))
+
+
+def test_tensors_that_do_not_convert_are_refused_by_name():
+    net = gengrad.Network(WIDTHS)
+    theta, X, Y = random_problem(WIDTHS, 9, 0)
+    with pytest.raises(TypeError, match="theta cannot be converted to a NumPy array: .*requires grad"):
+        net.gradient(torch.tensor(theta, requires_grad=True), X, Y)
+    with pytest.raises(TypeError, match="Y cannot be converted to a NumPy array"):
+        gengrad.Ensemble(WIDTHS, 2).risk(np.zeros((2, net.dim)), X, torch.tensor(Y, requires_grad=True))

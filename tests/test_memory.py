@@ -1,7 +1,10 @@
 """10^5 calls (successful and refused ones, with and without ``out``, ensembles) leave the
-resident memory where it was after a warm-up: nothing leaks per call."""
+resident memory where it was after a warm-up: nothing leaks per call. The workspace of a wide
+network is its activations, not scratch sized by its widest layer."""
 import os
 import resource
+import subprocess
+import sys
 
 import numpy as np
 
@@ -69,3 +72,37 @@ def test_the_check_sees_a_leak():
     kept = [calls[0]() for _ in range(5_000)]
     assert resident_bytes() - before > ALLOWED_GROWTH
     del kept
+
+
+# gengrad.workspace_bytes() only grows within a process, so each measurement runs in a fresh one.
+WORKSPACE_OF = """
+import sys
+import numpy as np
+import gengrad
+width, threads = int(sys.argv[1]), int(sys.argv[2])
+gengrad.set_num_threads(threads)
+net = gengrad.Network((1, width, 1))
+X = np.linspace(-1.0, 1.0, 3)[:, None]
+net.gradient(net.init(0), X, X)
+print(gengrad.workspace_bytes())
+"""
+
+
+def workspace_of(width, threads):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, sys.path)))
+    run = subprocess.run([sys.executable, "-c", WORKSPACE_OF, str(width), str(threads)], env=env,
+                         capture_output=True, text=True, timeout=120, check=True)
+    return int(run.stdout)
+
+
+def test_wide_network_workspace_is_its_activations():
+    """(1, 10^6, 1) on 3 samples packs no panel (packing needs >= 16 rows and depth >= 64): the
+    workspace holds the block's activations, 2 * 10^6 + 2 values per sample column, the columns
+    padded to one vector step (at most 128 bytes), whatever the thread count. It used to add
+    10^6 x 64 values of packing scratch per thread (512 MB each in float64)."""
+    width = 10**6
+    one, four = workspace_of(width, 1), workspace_of(width, 4)
+    activations = (2 * width + 2) * 128
+    assert one == four
+    assert 3 * (2 * width + 2) * 8 <= one <= activations + 4096
+    assert one < width * 64 * 8

@@ -179,6 +179,14 @@ def test_bad_input(change, error, match):
         train(**kwargs)
 
 
+def test_lr_may_be_any_real_number():
+    # np.isfinite on a Fraction raised a TypeError from NumPy instead of training.
+    from fractions import Fraction
+    net, theta, X, Y = problem()
+    exact = train(net, theta, X, Y, lr=Fraction(1, 100), epochs=2)
+    assert np.array_equal(exact.theta, train(net, theta, X, Y, lr=0.01, epochs=2).theta)
+
+
 def test_resume_refuses_other_settings(tmp_path):
     net, theta, X, Y = problem()
     path = tmp_path / "run.npz"

@@ -2,7 +2,7 @@
 # float32 or float64 (theta's dtype decides) and are checked in C++ for dtype, shape,
 # contiguity and finiteness.
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any, Optional, TypedDict
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,3 +32,38 @@ def get_num_threads() -> int: ...
 def workspace_bytes() -> int: ...
 def select_isa(isa: str) -> str: ...
 def build_info() -> dict[str, Any]: ...
+
+class FlowRaw(TypedDict):
+    """What flow() returns (cpp/src/bindings_flow.cpp); a type-checking name only."""
+    t: NDArray[np.float64]
+    theta: NDArray[np.float64]
+    risk: NDArray[np.float64]
+    eval_theta: NDArray[np.float64]
+    eval_risk: NDArray[np.float64]
+    dense_t: NDArray[np.float64]
+    dense_h: NDArray[np.float64]
+    dense_stop: NDArray[np.float64]
+    dense_coefficients: NDArray[np.float64]
+    final_theta: NDArray[np.float64]
+    final_risk: float
+    event_t: NDArray[np.float64]
+    event_layer: NDArray[np.int64]
+    event_sample: NDArray[np.int64]
+    event_neuron: NDArray[np.int64]
+    event_kink: NDArray[np.int32]
+    event_kind: NDArray[np.int32]
+    event_from: NDArray[np.int32]
+    event_to: NDArray[np.int32]
+    n_gradient: int
+    n_forward: int
+    n_sample_gradient: int
+    n_steps: int
+    n_rejected: int
+    n_grazing: int
+    success: bool
+    message: str
+
+def flow(model: Model, theta0: NDArray[np.float64], X: NDArray[np.float64], Y: NDArray[np.float64],
+         sample_weight: NDArray[np.float64], t_end: float, rtol: float, atol: float,
+         first_step: float, max_step: float, max_steps: int, event_nodes: int, dense_output: bool,
+         save_steps: bool, t_eval: Optional[NDArray[np.float64]]) -> FlowRaw: ...

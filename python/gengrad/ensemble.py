@@ -7,7 +7,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from . import activations
-from .network import _FAMILY_CODES, ActivationLike, Network, _array, _positive
+from .network import _FAMILY_CODES, ActivationLike, Network, _array, _as_ndarray, _float_dtype, _positive, _zeros
 
 
 class Ensemble:
@@ -27,6 +27,9 @@ class Ensemble:
             raise ValueError(f"n must be >= 1, got {n}")
         self.n = int(n)
         self.network = Network(widths, activation, convention, loss)
+        if self.n * self.dim > 2**63 - 1:  # the core counts the (n, d) parameters in int64
+            raise ValueError(f"n = {self.n} networks of d = {self.dim} parameters would have more than "
+                             "2^63 - 1 parameters")
 
     @property
     def dim(self) -> int:
@@ -42,8 +45,14 @@ class Ensemble:
     def init(self, seed: Any = 0, dtype: DTypeLike = np.float64, scheme: Optional[str] = None) -> np.ndarray:
         """(n, d) parameters; network i is initialised from the i-th child of SeedSequence(seed)
         with ``Network.init``'s scheme."""
-        children = np.random.SeedSequence(seed).spawn(self.n)
-        return np.stack([self.network.init(child, dtype, scheme) for child in children])
+        # Allocated first (an impossible n fails here, not after spawning n seeds); one child at a
+        # time: spawn(1) n times gives the children of spawn(n).
+        thetas = _zeros((self.n, self.dim), _float_dtype(dtype, "dtype"),
+                        f"init: n = {self.n} networks of d = {self.dim} parameters")
+        parent = np.random.SeedSequence(seed)
+        for row in thetas:
+            row[...] = self.network.init(parent.spawn(1)[0], dtype, scheme)
+        return thetas
 
     def risk(self, thetas: ArrayLike, X: ArrayLike, Y: ArrayLike,
              sample_weight: Optional[ArrayLike] = None) -> np.ndarray:
@@ -106,7 +115,7 @@ class Ensemble:
         net = self.network
         thetas = self._thetas(thetas)
         dtype = thetas.dtype
-        X = _array(X, "X", dtype)
+        X, Y = _array(X, "X", dtype), _as_ndarray(Y, "Y")
         if (net.loss == "cross_entropy" and isinstance(Y, np.ndarray) and Y.ndim == 2
                 and Y.dtype.kind in "iu"):  # class labels, one row per network
             Y = np.stack([net._Y(labels, dtype) for labels in Y])

@@ -16,11 +16,13 @@ without events.
 """
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 from numbers import Integral, Real
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import _core
 from .network import Network, _array
@@ -53,21 +55,22 @@ class DenseOutput:
     up to it.
     """
 
-    def __init__(self, t_step, h, stop, coefficients):
+    def __init__(self, t_step: NDArray[np.float64], h: NDArray[np.float64], stop: NDArray[np.float64],
+                 coefficients: NDArray[np.float64]):
         self._t_step, self._h, self._stop = t_step, h, stop
         self._coefficients = coefficients   # (steps, 8, d): y_old, then F_0..F_6
 
-    def __call__(self, t):
-        t = np.asarray(t, dtype=np.float64)
-        scalar = t.ndim == 0
-        t = np.atleast_1d(t)
-        if len(self._stop) == 0 or np.any(t < 0) or np.any(t > self._stop[-1]):
+    def __call__(self, t: ArrayLike) -> NDArray[np.float64]:
+        times = np.asarray(t, dtype=np.float64)
+        scalar = times.ndim == 0
+        times = np.atleast_1d(times)
+        if len(self._stop) == 0 or np.any(times < 0) or np.any(times > self._stop[-1]):
             end = self._stop[-1] if len(self._stop) else 0.0
             raise ValueError(f"t must lie in [0, {end}], the interval that was integrated")
-        step = np.minimum(np.searchsorted(self._stop, t, side="left"), len(self._stop) - 1)
-        x = (t - self._t_step[step]) / self._h[step]
+        step = np.minimum(np.searchsorted(self._stop, times, side="left"), len(self._stop) - 1)
+        x = (times - self._t_step[step]) / self._h[step]
         C = self._coefficients[step]                      # (n, 8, d)
-        value = np.zeros((len(t), C.shape[2]))
+        value = np.zeros((len(times), C.shape[2]))
         for r in range(6, -1, -1):                       # SciPy's Dop853DenseOutput scheme
             value += C[:, r + 1]
             value *= (x if r % 2 == 0 else 1 - x)[:, None]
@@ -88,12 +91,12 @@ class FlowResult:
     accepted and rejected steps, grazing touches of a surface.
     """
 
-    t: np.ndarray
-    theta: np.ndarray
-    risk: np.ndarray
-    events: list
+    t: NDArray[np.float64]
+    theta: NDArray[np.float64]
+    risk: NDArray[np.float64]
+    events: list[Event]
     t_end: float
-    theta_final: np.ndarray
+    theta_final: NDArray[np.float64]
     risk_initial: float
     risk_final: float
     n_gradient_evaluations: int
@@ -104,13 +107,15 @@ class FlowResult:
     n_grazing: int
     success: bool
     message: str
-    t_eval: Optional[np.ndarray] = None
-    theta_eval: Optional[np.ndarray] = None
-    risk_eval: Optional[np.ndarray] = None
+    t_eval: Optional[NDArray[np.float64]] = None
+    theta_eval: Optional[NDArray[np.float64]] = None
+    risk_eval: Optional[NDArray[np.float64]] = None
     sol: Optional[DenseOutput] = None
-    event_arrays: dict = field(default_factory=dict, repr=False)
+    #: The events as columns: t, layer, sample, neuron, kink, kind, from, to (-1: no piece).
+    event_arrays: dict[str, Union[NDArray[np.float64], NDArray[np.int64], NDArray[np.int32]]] = \
+        field(default_factory=dict, repr=False)
 
-    def event_counts(self) -> dict:
+    def event_counts(self) -> dict[str, int]:
         """How many events of each kind."""
         kinds = self.event_arrays.get("kind", np.zeros(0, np.int32))
         return {kind: int(np.count_nonzero(kinds == code)) for code, kind in enumerate(EVENT_KINDS)}
@@ -126,39 +131,42 @@ class FlowResult:
                 f"{self.n_forward_passes} forward passes, {self.n_sample_gradients} one-sample gradients")
 
 
-def _positive(value, name: str) -> float:
+def _positive(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a positive number, got {value!r}")
-    value = float(value)
-    if not (value > 0 and np.isfinite(value)):
-        raise ValueError(f"{name} must be a positive finite number, got {value}")
-    return value
+    number = float(value)
+    if not (number > 0 and np.isfinite(number)):
+        raise ValueError(f"{name} must be a positive finite number, got {number}")
+    return number
 
 
-def _count(value, name: str, low: int, high: Optional[int] = None) -> int:
+def _count(value: object, name: str, low: int, high: Optional[int] = None) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < low or (high is not None and value > high):
+    count = int(value)
+    if count < low or (high is not None and count > high):
         bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be {bounds}, got {value}")
-    return int(value)
+        raise ValueError(f"{name} must be {bounds}, got {count}")
+    return count
 
 
-def prepare_data(net: Network, X, Y, sample_weight, dtype=np.float64):
+def prepare_data(net: Network, X: ArrayLike, Y: ArrayLike, sample_weight: Optional[ArrayLike],
+                 dtype: DTypeLike = np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """X, Y and the sample weights as the core takes them (Y: targets or class labels)."""
-    X = _array(X, "X", dtype)
-    if X.ndim != 2 or X.shape[1] != net.widths[0]:
-        raise ValueError(f"X must have shape (M, {net.widths[0]}), got {X.shape}")
-    Y = net._Y(Y, dtype)   # the one definition of targets: class labels become one-hot rows
+    X_ = _array(X, "X", dtype)
+    if X_.ndim != 2 or X_.shape[1] != net.widths[0]:
+        raise ValueError(f"X must have shape (M, {net.widths[0]}), got {X_.shape}")
+    Y_ = net._Y(Y, dtype)   # the one definition of targets: class labels become one-hot rows
     if sample_weight is None:
-        weight = np.full(len(X), 1.0 / max(len(X), 1), dtype=dtype)
+        weight = np.full(len(X_), 1.0 / max(len(X_), 1), dtype=dtype)
     else:
         weight = _array(sample_weight, "sample_weight", dtype)
-    return X, Y, weight
+    return X_, Y_, weight
 
 
-def flow(net: Network, theta0, X, Y, t_end: float, rtol: float = 1e-8, atol: float = 1e-10,
-         sample_weight=None, t_eval=None, dense_output: bool = False, save_steps: bool = True,
+def flow(net: Network, theta0: NDArray[np.float64], X: ArrayLike, Y: ArrayLike, t_end: float, rtol: float = 1e-8,
+         atol: float = 1e-10, sample_weight: Optional[ArrayLike] = None, t_eval: Optional[ArrayLike] = None,
+         dense_output: bool = False, save_steps: bool = True,
          first_step: Optional[float] = None, max_step: float = np.inf, max_steps: int = 1_000_000,
          event_nodes: int = 3) -> FlowResult:
     """Integrates theta' = -G(theta) from ``theta0`` over [0, ``t_end``] (MATH.md §7).
@@ -191,7 +199,7 @@ def flow(net: Network, theta0, X, Y, t_end: float, rtol: float = 1e-8, atol: flo
         raise TypeError(f"theta0 must be a float64 numpy array (the flow is integrated in float64), "
                         f"got {what}")
     theta0 = np.ascontiguousarray(theta0)
-    X, Y, weight = prepare_data(net, X, Y, sample_weight)
+    X_, Y_, weight = prepare_data(net, X, Y, sample_weight)
     t_end = _positive(t_end, "t_end")
     rtol, atol = _positive(rtol, "rtol"), _positive(atol, "atol")
     first_step = 0.0 if first_step is None else _positive(first_step, "first_step")
@@ -199,39 +207,44 @@ def flow(net: Network, theta0, X, Y, t_end: float, rtol: float = 1e-8, atol: flo
         raise ValueError(f"max_step must be a positive number, got {max_step!r}")
     max_steps = _count(max_steps, "max_steps", 1)
     event_nodes = _count(event_nodes, "event_nodes", 1, 64)
+    times: Optional[NDArray[np.float64]] = None
     if t_eval is not None:
-        t_eval = np.asarray(t_eval, dtype=np.float64).reshape(-1)
-        if np.any(~np.isfinite(t_eval)) or np.any(t_eval < 0) or np.any(t_eval > t_end) \
-                or np.any(np.diff(t_eval) < 0):
+        times = np.asarray(t_eval, dtype=np.float64).reshape(-1)
+        if np.any(~np.isfinite(times)) or np.any(times < 0) or np.any(times > t_end) \
+                or np.any(np.diff(times) < 0):
             raise ValueError("t_eval must hold non-decreasing times in [0, t_end]")
-    raw = _core.flow(net._core, theta0, X, Y, weight, t_end, rtol, atol, first_step,
+    raw = _core.flow(net._core, theta0, X_, Y_, weight, t_end, rtol, atol, first_step,
                      float(max_step), max_steps, event_nodes, bool(dense_output), bool(save_steps),
-                     t_eval)
-    arrays = {key: raw[f"event_{key}"] for key in
-              ("t", "layer", "sample", "neuron", "kink", "kind", "from", "to")}
+                     times)
+    arrays: dict[str, Union[NDArray[np.float64], NDArray[np.int64], NDArray[np.int32]]] = {
+        "t": raw["event_t"], "layer": raw["event_layer"], "sample": raw["event_sample"],
+        "neuron": raw["event_neuron"], "kink": raw["event_kink"], "kind": raw["event_kind"],
+        "from": raw["event_from"], "to": raw["event_to"]}
     events = [Event(float(t), int(k), int(m), int(j), int(i), EVENT_KINDS[c],
                     None if a < 0 else int(a), None if b < 0 else int(b))
-              for t, k, m, j, i, c, a, b in zip(*arrays.values())]
+              for t, k, m, j, i, c, a, b in zip(raw["event_t"], raw["event_layer"], raw["event_sample"],
+                                                raw["event_neuron"], raw["event_kink"], raw["event_kind"],
+                                                raw["event_from"], raw["event_to"])]
     sol = None
     if dense_output:
         sol = DenseOutput(raw["dense_t"], raw["dense_h"], raw["dense_stop"],
                           raw["dense_coefficients"])
     return FlowResult(
         t=raw["t"], theta=raw["theta"], risk=raw["risk"], events=events, t_end=t_end,
-        theta_final=raw["final_theta"], risk_initial=float(net.risk(theta0, X, Y, weight)),
+        theta_final=raw["final_theta"], risk_initial=float(net.risk(theta0, X_, Y_, weight)),
         risk_final=float(raw["final_risk"]),
         n_gradient_evaluations=int(raw["n_gradient"]), n_forward_passes=int(raw["n_forward"]),
         n_sample_gradients=int(raw["n_sample_gradient"]), n_steps=int(raw["n_steps"]),
         n_rejected=int(raw["n_rejected"]), n_grazing=int(raw["n_grazing"]),
         success=bool(raw["success"]), message=str(raw["message"]),
-        t_eval=t_eval, theta_eval=raw["eval_theta"] if t_eval is not None else None,
-        risk_eval=raw["eval_risk"] if t_eval is not None else None, sol=sol,
+        t_eval=times, theta_eval=raw["eval_theta"] if times is not None else None,
+        risk_eval=raw["eval_risk"] if times is not None else None, sol=sol,
         event_arrays=arrays)
 
 
 # --- the `gengrad flow` command -----------------------------------------------------------------
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .datasets import TARGETS
     parser.add_argument("--data", default="sine", choices=tuple(TARGETS),
                         help="the regression target on [-1, 1]")
@@ -246,7 +259,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--plot", help="save risk and parameter trajectories to this image file")
 
 
-def command(args) -> int:
+def command(args: argparse.Namespace) -> int:
     """Integrates the gradient flow of a one-hidden-layer network and prints a summary."""
     import time
 

@@ -106,12 +106,24 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from numbers import Integral, Rational
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, Generic, Optional, Protocol, Sequence, TypedDict, TypeVar, Union
 
 import mpmath
 import numpy as np
 import sympy as sp
+from numpy.typing import ArrayLike
 from sympy.integrals.rationaltools import ratint
+
+if TYPE_CHECKING:
+    from .network import Network
+
+#: A target y* as narrow.model takes it.
+TargetLike = Union[int, Fraction, str, float]
+#: A complex number in fixed point: (re, im) scaled by 2^bits (_FixedSeries).
+_Fixed = tuple[int, int]
+_FixedMatrix = list[list[_Fixed]]
+#: A 2x2 matrix as the monodromy takes it: mpmath, NumPy or nested lists.
+MatrixLike = Union[mpmath.matrix, np.ndarray, Sequence[Sequence[complex]]]
 
 ARCHITECTURES = ("biased", "bias_free")
 ACTIVATIONS = ("tanh", "identity")
@@ -134,7 +146,8 @@ class Model:
     @property
     def params(self) -> tuple[sp.Symbol, ...]:
         names = "w b v c" if self.architecture == "biased" else "w1 w2 v1 v2"
-        return sp.symbols(names, real=True)
+        symbols: tuple[sp.Symbol, ...] = sp.symbols(names, real=True)
+        return symbols
 
     @property
     def widths(self) -> tuple[int, int, int]:
@@ -156,10 +169,10 @@ class Model:
         """gengrad's weights that make its risk Σ w_m (z − y)² equal L = ½ Σ (f − y)²."""
         return (0.5, 0.5)
 
-    def sigma(self, u):
+    def sigma(self, u: sp.Expr) -> sp.Expr:
         return sp.tanh(u) if self.activation == "tanh" else u
 
-    def network(self, x):
+    def network(self, x: sp.Expr) -> sp.Expr:
         """f(x) as a SymPy expression in the parameters."""
         if self.architecture == "biased":
             w, b, v, c = self.params
@@ -173,7 +186,7 @@ class Model:
                 f"data (1, {self.target}), (-1, {-self.target})")
 
 
-def model(architecture: str = "biased", activation: str = "tanh", target=1) -> Model:
+def model(architecture: str = "biased", activation: str = "tanh", target: TargetLike = 1) -> Model:
     """A Model, with its arguments checked. ``target`` is y* > 0: an int, a Fraction, a string
     such as "1/2", or a float (read through its decimal representation, 0.3 -> 3/10)."""
     if not isinstance(architecture, str) or architecture not in ARCHITECTURES:
@@ -183,7 +196,7 @@ def model(architecture: str = "biased", activation: str = "tanh", target=1) -> M
     return Model(architecture, activation, _rational_target(target))
 
 
-def _rational_target(target) -> Fraction:
+def _rational_target(target: object) -> Fraction:
     if isinstance(target, bool):
         raise TypeError(f"target must be a positive rational number, got {target!r}")
     try:
@@ -212,8 +225,8 @@ class SingularPoint:
 
     location: complex            # s_j (numerically; `factor` holds it exactly)
     factor: sp.Expr              # the irreducible factor of the denominator that vanishes there
-    residue: object              # 2x2 mpmath matrix
-    exponents: tuple             # mpmath numbers
+    residue: mpmath.matrix       # 2x2
+    exponents: tuple[mpmath.mpc, ...]
     on_curve: bool
 
 
@@ -223,29 +236,29 @@ class Derivation:
 
     model: Model
     risk: sp.Expr
-    vector_field: tuple           # F = −∇L, one expression per parameter
-    plane: tuple                  # the two equations defining the invariant plane P
-    plane_field: tuple            # (ẇ, v̇) on P, in the plane coordinates (w, v)
-    normal_field_on_plane: tuple  # (ṅ1, ṅ2) on P: zero, which is P's invariance
+    vector_field: tuple[sp.Expr, ...]           # F = −∇L, one expression per parameter
+    plane: tuple[sp.Eq, ...]                    # the two equations defining the invariant plane P
+    plane_field: tuple[sp.Expr, sp.Expr]        # (ẇ, v̇) on P, in the plane coordinates (w, v)
+    normal_field_on_plane: tuple[sp.Expr, sp.Expr]  # (ṅ1, ṅ2) on P: zero, which is P's invariance
     first_integral: sp.Expr       # J(w, v)
     first_integral_rate: sp.Expr  # dJ/dt on P: zero
     curve_v: sp.Expr              # v = V(w) on Γ
     w_of_s: sp.Expr               # w as a function of the algebraic coordinate s
-    theta_of_s: tuple             # Γ: θ(s)
+    theta_of_s: tuple[sp.Expr, ...]  # Γ: θ(s)
     speed: sp.Expr                # ṡ = ds/dt on Γ, rational in s
     time_law: sp.Expr             # T(s) with T' = 1/ṡ: t = T(s(t)) − T(s(0))
     time_law_residual: sp.Expr    # T' − 1/ṡ, simplified: zero
-    flow_residual: tuple          # F(θ(s)) − θ'(s) ṡ, simplified: zero
+    flow_residual: tuple[sp.Expr, ...]  # F(θ(s)) − θ'(s) ṡ, simplified: zero
     normal_jacobian: sp.Matrix    # ∂(ṅ1, ṅ2)/∂(n1, n2) on P, in (w, v)
     lower_left: sp.Matrix         # ∂(ṅ1, ṅ2)/∂(w, v) on P: zero, so the VE is block triangular
     tangential: sp.Matrix         # the VE's (δw, δv) block along Γ, d/ds, rational in s
-    tangential_residual: tuple    # the velocity ṡ dθ/ds solves that block: zero
+    tangential_residual: tuple[sp.Expr, ...]  # the velocity ṡ dθ/ds solves that block: zero
     nve: sp.Matrix                # A(s): dn/ds = A(s) n
     denominator: sp.Poly          # common denominator d(s) of A
     numerator: sp.Matrix          # P(s) = d(s) A(s), polynomial entries
-    singular_points: list = field(default_factory=list)
-    infinity: Optional[SingularPoint] = None
-    fuchsian: bool = False        # simple poles at every finite singular point and at ∞
+    singular_points: list[SingularPoint]
+    infinity: SingularPoint
+    fuchsian: bool                # simple poles at every finite singular point and at ∞
 
 
 def _coordinates(m: Model) -> sp.Matrix:
@@ -267,7 +280,7 @@ def _w_of_s(m: Model) -> sp.Expr:
     return sp.log(S) if m.activation == "tanh" else S
 
 
-def _in_s(m: Model, expr) -> sp.Expr:
+def _in_s(m: Model, expr: sp.Expr) -> sp.Expr:
     """An expression in w, or in s and log(s), with hyperbolic functions of them, as a rational
     function of s (and of any other symbols in it)."""
     if m.activation == "tanh":
@@ -295,8 +308,8 @@ def derive(m: Model) -> Derivation:
     plane = tuple(sp.Eq(row, 0) for row in C[2:, :] * sp.Matrix(theta))
     # On P every hyperbolic function is one of tanh(±w), so the expressions are rational in
     # tanh(w), v and y*: factor simplifies them exactly (and much faster than simplify).
-    plane_field = tuple(sp.factor(G[i].subs(on_plane)) for i in (0, 1))
-    normal_on_plane = tuple(sp.factor(G[i].subs(on_plane)) for i in (2, 3))
+    plane_field = (sp.factor(G[0].subs(on_plane)), sp.factor(G[1].subs(on_plane)))
+    normal_on_plane = (sp.factor(G[2].subs(on_plane)), sp.factor(G[3].subs(on_plane)))
     jacobian = G.jacobian([W, V, N1, N2]).subs(on_plane)
     normal_jacobian = jacobian[2:, 2:].applyfunc(sp.factor)
     lower_left = jacobian[2:, :2].applyfunc(sp.factor)
@@ -340,12 +353,13 @@ def derive(m: Model) -> Derivation:
                       nve, denominator, numerator, points, infinity, fuchsian)
 
 
-def _singular_points(m: Model, denominator: sp.Poly, numerator: sp.Matrix, dps: int):
+def _singular_points(m: Model, denominator: sp.Poly, numerator: sp.Matrix, dps: int
+                     ) -> tuple[list[SingularPoint], SingularPoint, bool]:
     """The finite singular points with residues and exponents, the point at ∞, and whether the
     system is Fuchsian with simple poles (then the residues give the exponents exactly)."""
     d_prime = denominator.diff(S)
     polys = [[sp.Poly(numerator[i, j], S) for j in range(2)] for i in range(2)]
-    points = []
+    points: list[SingularPoint] = []
     squarefree = True
     with mpmath.workdps(dps):
         for factor, multiplicity in sp.factor_list(denominator.as_expr())[1]:
@@ -367,15 +381,15 @@ def _singular_points(m: Model, denominator: sp.Poly, numerator: sp.Matrix, dps: 
         infinity = SingularPoint(complex("inf"), sp.oo, at_infinity,
                                  _sorted_eigenvalues(at_infinity, dps), False)
     points.sort(key=lambda p: (p.location.real, p.location.imag))
-    return points, infinity, squarefree and simple_at_infinity
+    return points, infinity, bool(squarefree and simple_at_infinity)
 
 
-def _sorted_eigenvalues(M, dps: int) -> tuple:
+def _sorted_eigenvalues(M: mpmath.matrix, dps: int) -> tuple[mpmath.mpc, ...]:
     values = [mpmath.chop(e, tol=mpmath.mpf(10) ** (8 - dps)) for e in mpmath.eig(M, left=False, right=False)]
     return tuple(sorted(values, key=lambda z: (float(mpmath.re(z)), float(mpmath.im(z)))))
 
 
-def exponent_polynomials(derivation: Derivation) -> dict:
+def exponent_polynomials(derivation: Derivation) -> dict[sp.Expr, list[sp.Expr]]:
     """For every irreducible factor f of the NVE's denominator, the monic irreducible polynomials
     over Q whose roots are the local exponents at the roots of f: exact, from the resultant in r
     of f(r) and the characteristic polynomial of the residue P(r)/d'(r). An exponent whose
@@ -386,7 +400,7 @@ def exponent_polynomials(derivation: Derivation) -> dict:
     R = derivation.numerator.subs(S, r) / d_prime
     characteristic = sp.together(x**2 - (R[0, 0] + R[1, 1]) * x + (R[0, 0] * R[1, 1] - R[0, 1] * R[1, 0]))
     numerator, _ = sp.fraction(characteristic)
-    result = {}
+    result: dict[sp.Expr, list[sp.Expr]] = {}
     for factor, _ in sp.factor_list(derivation.denominator.as_expr())[1]:
         resultant = sp.resultant(sp.Poly(factor.subs(S, r), r), sp.Poly(numerator, r))
         result[factor] = sorted({sp.Poly(g, x).monic().as_expr() for g, _ in sp.factor_list(resultant, x)[1]},
@@ -394,25 +408,25 @@ def exponent_polynomials(derivation: Derivation) -> dict:
     return result
 
 
-def _mpf(rational):
+def _mpf(rational: sp.Rational) -> mpmath.mpf:
     """A SymPy rational as an mpmath number at the working precision (rounded once)."""
     q = sp.Rational(rational)
     return mpmath.mpf(q.p) / q.q
 
 
-def _fraction(rational) -> Fraction:
+def _fraction(rational: sp.Rational) -> Fraction:
     q = sp.Rational(rational)
     return Fraction(int(q.p), int(q.q))
 
 
-def _poly_at(poly: sp.Poly, z):
+def _poly_at(poly: sp.Poly, z: mpmath.mpc) -> mpmath.mpc:
     value = mpmath.mpf(0)
     for c in poly.all_coeffs():
         value = value * z + _mpf(c)
     return value
 
 
-def _coeff(poly: sp.Poly, degree: int):
+def _coeff(poly: sp.Poly, degree: int) -> mpmath.mpf:
     return _mpf(poly.coeff_monomial(S**degree))
 
 
@@ -429,22 +443,37 @@ def _coeff(poly: sp.Poly, degree: int):
 
 _MAX_TERMS = 600
 
+#: Fundamental matrices as a number system holds them.
+_Y = TypeVar("_Y")
+
+
+class _Series(Protocol, Generic[_Y]):
+    """What _transport needs of a number system."""
+
+    name: str
+
+    def identity(self) -> _Y: ...
+
+    def step(self, Y: _Y, z0: complex, z1: complex) -> tuple[_Y, int]: ...
+
+    def matrix(self, Y: _Y) -> mpmath.matrix: ...
+
 
 class _DoubleSeries:
     """The recurrence in complex double precision (NumPy)."""
 
     name = "complex double precision"
 
-    def __init__(self, denominator, numerator):
+    def __init__(self, denominator: Sequence[Fraction], numerator: Sequence[Sequence[Sequence[Fraction]]]):
         self.d = np.array([float(c) for c in denominator], dtype=complex)
         self.P = np.array([[[float(c) for c in numerator[i][j]] for j in range(2)]
                            for i in range(2)], dtype=complex).transpose(2, 0, 1)
         self.tolerance = 2.0 ** -54
 
-    def identity(self):
+    def identity(self) -> np.ndarray:
         return np.eye(2, dtype=complex)
 
-    def step(self, Y, z0: complex, z1: complex):
+    def step(self, Y: np.ndarray, z0: complex, z1: complex) -> tuple[np.ndarray, int]:
         h = z1 - z0
         d, P = _taylor_shift_np(self.d, z0), _taylor_shift_np(self.P, z0)
         powers = h ** np.arange(max(len(d), len(P)) + 1)
@@ -470,11 +499,11 @@ class _DoubleSeries:
                 return total, k + 2
         raise RuntimeError("Taylor series did not converge; step too long for its singular points")
 
-    def matrix(self, Y):
+    def matrix(self, Y: np.ndarray) -> mpmath.matrix:
         return mpmath.matrix([[mpmath.mpc(complex(Y[i, j])) for j in range(2)] for i in range(2)])
 
 
-def _taylor_shift_np(coeffs, z0):
+def _taylor_shift_np(coeffs: np.ndarray, z0: complex) -> np.ndarray:
     """Coefficients (ascending, along axis 0) of p(z0 + u) in u, by repeated synthetic division."""
     c = coeffs.astype(complex).copy()
     n = len(c)
@@ -489,29 +518,26 @@ class _FixedSeries:
     (re, im) of integers scaled by 2^bits. The same recurrence in mpmath's mpc costs about 6 µs
     an operation, twenty times more; the integers' sums of products are exact and rounded once."""
 
-    def __init__(self, denominator, numerator, digits: int):
+    def __init__(self, denominator: Sequence[Fraction], numerator: Sequence[Sequence[Sequence[Fraction]]],
+                 digits: int):
         self.name = f"{digits}-digit fixed point"
         self.bits = int(digits * 3.33) + 40
         self.tolerance_bits = int(digits * 3.33) + 7
         self.d = [self._rational(c) for c in denominator]
         self.P = [[[self._rational(c) for c in numerator[i][j]] for j in range(2)] for i in range(2)]
 
-    def _rational(self, q):
-        q = Fraction(q)
+    def _rational(self, q: Fraction) -> _Fixed:
         return ((q.numerator << self.bits) // q.denominator, 0)
 
-    def _float(self, z: complex):
-        parts = []
-        for x in (z.real, z.imag):
-            p, q = float(x).as_integer_ratio()
-            parts.append((p << self.bits) // q)
-        return tuple(parts)
+    def _float(self, z: complex) -> _Fixed:
+        (p, q), (r, t) = float(z.real).as_integer_ratio(), float(z.imag).as_integer_ratio()
+        return ((p << self.bits) // q, (r << self.bits) // t)
 
-    def _mul(self, a, b):
+    def _mul(self, a: _Fixed, b: _Fixed) -> _Fixed:
         B = self.bits
         return ((a[0] * b[0] - a[1] * b[1]) >> B, (a[0] * b[1] + a[1] * b[0]) >> B)
 
-    def _shift(self, coeffs, z0):
+    def _shift(self, coeffs: Sequence[_Fixed], z0: _Fixed) -> list[_Fixed]:
         c = list(coeffs)
         for i in range(len(c) - 1):
             for k in range(len(c) - 2, i - 1, -1):
@@ -519,22 +545,22 @@ class _FixedSeries:
                 c[k] = (c[k][0] + t[0], c[k][1] + t[1])
         return c
 
-    def identity(self):
+    def identity(self) -> _FixedMatrix:
         one = (1 << self.bits, 0)
         return [[one, (0, 0)], [(0, 0), one]]
 
-    def step(self, Y, z0: complex, z1: complex):
+    def step(self, Y: _FixedMatrix, z0: complex, z1: complex) -> tuple[_FixedMatrix, int]:
         B, mul = self.bits, self._mul
         a, b = self._float(z0), self._float(z1)
         h = (b[0] - a[0], b[1] - a[1])
         d = self._shift(self.d, a)
         P = [[self._shift(self.P[i][j], a) for j in range(2)] for i in range(2)]
         power = (1 << B, 0)
-        D = []
-        for c in d:
-            D.append(mul(c, power))
+        D: list[_Fixed] = []
+        for coefficient in d:
+            D.append(mul(coefficient, power))
             power = mul(power, h)
-        Q = [[[None] * len(P[0][0]) for _ in range(2)] for _ in range(2)]
+        Q: list[list[list[_Fixed]]] = [[[(0, 0)] * len(P[0][0]) for _ in range(2)] for _ in range(2)]
         power = h
         for j in range(len(P[0][0])):
             for r in range(2):
@@ -552,7 +578,7 @@ class _FixedSeries:
         total = [[list(Y[m][c]) for c in range(2)] for m in range(2)]
         small = 0
         for k in range(_MAX_TERMS):
-            new = [[None, None], [None, None]]
+            new: _FixedMatrix = [[(0, 0), (0, 0)], [(0, 0), (0, 0)]]
             for r in range(2):
                 for c in range(2):
                     re = im = 0
@@ -576,21 +602,22 @@ class _FixedSeries:
             scale = max(abs(x) for row in total for entry in row for x in entry)
             small = small + 1 if largest <= scale >> self.tolerance_bits else 0
             if small == 3:
-                return [[tuple(total[r][c]) for c in range(2)] for r in range(2)], k + 2
+                return [[(total[r][c][0], total[r][c][1]) for c in range(2)] for r in range(2)], k + 2
         raise RuntimeError("Taylor series did not converge; step too long for its singular points")
 
-    def matrix(self, Y):
+    def matrix(self, Y: _FixedMatrix) -> mpmath.matrix:
         with mpmath.workprec(self.bits + 64):
             return mpmath.matrix([[mpmath.mpc(mpmath.ldexp(Y[i][j][0], -self.bits),
                                               mpmath.ldexp(Y[i][j][1], -self.bits))
                                    for j in range(2)] for i in range(2)])
 
 
-def _dot(a, b):
+def _dot(a: Sequence[int], b: Sequence[int]) -> int:
     return sum(map(operator.mul, a, b))
 
 
-def _transport(series, nodes, singular, ratio: float):
+def _transport(series: _Series[_Y], nodes: Sequence[complex], singular: Sequence[complex], ratio: float
+               ) -> tuple[_Y, int, int]:
     """The fundamental matrix at the end of the polyline ``nodes`` (complex floats), equal to the
     identity at its start; steps of at most ``ratio`` times the distance to the nearest singular
     point. Returns (Y, steps, terms)."""
@@ -613,8 +640,8 @@ class Loop:
 
     point: SingularPoint
     radius: float
-    matrix: object
-    coarse: object
+    matrix: mpmath.matrix
+    coarse: mpmath.matrix
     steps: int
     terms: int
 
@@ -625,20 +652,20 @@ class Monodromy:
 
     derivation: Derivation
     base: complex
-    loops: list                  # counterclockwise order as seen from the base point
-    around_all: object           # the loop around every finite singular point (fine)
-    around_all_coarse: object
+    loops: list[Loop]            # counterclockwise order as seen from the base point
+    around_all: mpmath.matrix    # the loop around every finite singular point (fine)
+    around_all_coarse: mpmath.matrix
     fine: str                    # the number systems of the two integrations
     coarse: str
-    checks: dict                 # name -> largest residual of the fine integration
+    checks: dict[str, mpmath.mpf]  # name -> largest residual of the fine integration
     seconds: float
 
-    def generators(self, coarse: bool = False) -> list:
+    def generators(self, coarse: bool = False) -> list[mpmath.matrix]:
         """The monodromies of the loops that lie on the particular solution's Riemann surface."""
         return [loop.coarse if coarse else loop.matrix for loop in self.loops if loop.point.on_curve]
 
 
-def _base_point(points: list) -> complex:
+def _base_point(points: Sequence[SingularPoint]) -> complex:
     """A base point from which every straight ray to a singular point keeps as far as possible
     from the others (a ray through another singular point would be no loop generator)."""
     p = np.array([q.location for q in points])
@@ -657,7 +684,7 @@ def _base_point(points: list) -> complex:
     return complex(round(best.real * 64) / 64, round(best.imag * 64) / 64)
 
 
-def _coefficients(derivation: Derivation):
+def _coefficients(derivation: Derivation) -> tuple[list[Fraction], list[list[list[Fraction]]]]:
     """d(s) and P(s) = d(s) A(s) as ascending lists of Fractions (P padded to one length)."""
     d = [_fraction(c) for c in reversed(derivation.denominator.all_coeffs())]
     polys = [[sp.Poly(derivation.numerator[i, j], S) for j in range(2)] for i in range(2)]
@@ -688,7 +715,8 @@ def monodromy(derivation: Derivation, digits: Optional[int] = 30, corners: int =
     start = time.perf_counter()
     d, P = _coefficients(derivation)
     coarse = _DoubleSeries(d, P)
-    fine = _DoubleSeries(d, P) if digits is None else _FixedSeries(d, P, int(digits))
+    fine: Union[_DoubleSeries, _FixedSeries] = (_DoubleSeries(d, P) if digits is None
+                                                else _FixedSeries(d, P, int(digits)))
     fine_ratio = 0.6 * ratio if digits is None else ratio
     points = derivation.singular_points
     where = [p.location for p in points]
@@ -700,17 +728,18 @@ def monodromy(derivation: Derivation, digits: Optional[int] = 30, corners: int =
     out = angles[int(np.argmax(gaps))] + gaps.max() / 2
     order = sorted(range(len(points)), key=lambda j: (np.angle(where[j] - base) - out) % (2 * np.pi))
 
-    def run(series, nodes, r):
+    def run(series: _Series[_Y], nodes: Sequence[complex], r: float) -> tuple[mpmath.matrix, int, int]:
         Y, steps, terms = _transport(series, nodes, where, r)
         return series.matrix(Y), steps, terms
 
-    def loop_matrix(series, ray, polygon, r):
+    def loop_matrix(series: Union[_DoubleSeries, _FixedSeries], ray: Sequence[complex], polygon: Sequence[complex],
+                    r: float) -> tuple[mpmath.matrix, int, int]:
         R, s1, t1 = run(series, ray, r)
         C, s2, t2 = run(series, polygon, r)
         with mpmath.workdps(_DPS + 20):
             return R ** -1 * C * R, s1 + s2, t1 + t2
 
-    loops = []
+    loops: list[Loop] = []
     for j in order:
         centre = where[j]
         others = [abs(centre - q) for k, q in enumerate(where) if k != j]
@@ -734,7 +763,7 @@ def monodromy(derivation: Derivation, digits: Optional[int] = 30, corners: int =
     return result
 
 
-def _consistency(mono: Monodromy) -> dict:
+def _consistency(mono: Monodromy) -> dict[str, mpmath.mpf]:
     """Residuals of identities the fine monodromy matrices must satisfy."""
     with mpmath.workdps(_DPS):
         two_pi_i = 2j * mpmath.pi
@@ -765,14 +794,14 @@ class Quantity:
     computed from the coarse ones, and the error bound used to judge it."""
 
     label: str
-    value: object
+    value: mpmath.mpf
     difference: float
     bound: float
 
-    def differs_from(self, reference) -> bool:
-        return abs(self.value - reference) > self.bound
+    def differs_from(self, reference: float) -> bool:
+        return bool(abs(self.value - reference) > self.bound)
 
-    def margin(self, reference) -> float:
+    def margin(self, reference: float) -> float:
         return float(abs(self.value - reference) / self.bound)
 
 
@@ -788,20 +817,36 @@ class GroupEvidence:
     irreducible: Optional[Quantity] = None     # tr[S_i, S_j] − 2 ≠ 0
     infinite: Optional[Quantity] = None        # distance of a normalised trace from [−2, 2]
     primitive: Optional[Quantity] = None       # a generator moving that element's eigenlines
-    commutators: list = field(default_factory=list)    # ||[S_i, S_j] − I|| for every pair
+    commutators: list[Quantity] = field(default_factory=list)    # ||[S_i, S_j] − I|| for every pair
     invariant_line: Optional[Quantity] = None  # residual of a common eigenvector, if reducible
     safety: float = 100.0
 
 
-def _matrices(values, name: str) -> list:
+#: A number computed from a list of (normalised) generators; a group element built from them.
+_Measure = Callable[[Sequence[mpmath.matrix]], mpmath.mpc]
+_Word = Callable[[Sequence[mpmath.matrix]], mpmath.matrix]
+_T = TypeVar("_T")
+
+
+def _pair(f: Callable[[mpmath.matrix, mpmath.matrix], _T], i: int, j: int) -> Callable[[Sequence[mpmath.matrix]], _T]:
+    """G -> f(G[i], G[j]), with i and j bound now."""
+    return lambda G: f(G[i], G[j])
+
+
+def _of_word(f: Callable[[mpmath.matrix], mpmath.mpf], make: _Word) -> _Measure:
+    """G -> f(make(G)), with make bound now."""
+    return lambda G: f(make(G))
+
+
+def _matrices(values: Sequence[MatrixLike], name: str) -> list[mpmath.matrix]:
     """A list of invertible 2x2 matrices (NumPy arrays, nested lists or mpmath matrices) as
     mpmath matrices."""
     result = []
-    for k, M in enumerate(values):
+    for k, given in enumerate(values):
         try:
-            M = mpmath.matrix(M.tolist() if isinstance(M, np.ndarray) else M)
+            M = mpmath.matrix(given.tolist() if isinstance(given, np.ndarray) else given)
         except (TypeError, ValueError):
-            raise TypeError(f"{name}[{k}] must be a 2x2 matrix, got {type(M).__name__}") from None
+            raise TypeError(f"{name}[{k}] must be a 2x2 matrix, got {type(given).__name__}") from None
         if (M.rows, M.cols) != (2, 2):
             raise ValueError(f"{name}[{k}] must be 2x2, got {M.rows}x{M.cols}")
         if mpmath.det(M) == 0:
@@ -810,21 +855,21 @@ def _matrices(values, name: str) -> list:
     return result
 
 
-def _normalised(M):
+def _normalised(M: mpmath.matrix) -> mpmath.matrix:
     """M / sqrt(det M) in SL2 (up to sign, which no quantity used here depends on)."""
     return M / mpmath.sqrt(mpmath.det(M))
 
 
-def _commutator(A, B):
+def _commutator(A: mpmath.matrix, B: mpmath.matrix) -> mpmath.matrix:
     return A * B * A ** -1 * B ** -1
 
 
-def _line_residual(u, v):
+def _line_residual(u: mpmath.matrix, v: mpmath.matrix) -> mpmath.mpf:
     """|sin| of the angle between the complex lines spanned by u and v."""
     return abs(u[0] * v[1] - u[1] * v[0]) / (mpmath.norm(u) * mpmath.norm(v))
 
 
-def _pair_preservation(K, S):
+def _pair_preservation(K: mpmath.matrix, S: mpmath.matrix) -> mpmath.mpf:
     """How far S is from mapping K's pair of eigenlines to itself (0: it does)."""
     _, U = mpmath.eig(K)
     u = [U[:, 0], U[:, 1]]
@@ -832,7 +877,7 @@ def _pair_preservation(K, S):
     return min(max(a[0][0], a[1][1]), max(a[0][1], a[1][0]))
 
 
-def _off_interval(t):
+def _off_interval(t: mpmath.mpc) -> mpmath.mpf:
     """Distance of a trace from [−2, 2] (≤ 0 inside): finite-order elements of SL2 have real
     traces 2cos(2πk/n) in [−2, 2], so > 0 proves infinite order."""
     return max(abs(mpmath.im(t)), abs(mpmath.re(t)) - 2)
@@ -848,7 +893,8 @@ def analyse_group(mono: Monodromy, safety: float = 100.0) -> GroupEvidence:
                     residual=float(max(mono.checks.values())), safety=safety)
 
 
-def classify(fine, coarse, names=None, residual: float = 0.0, safety: float = 100.0) -> GroupEvidence:
+def classify(fine: Sequence[MatrixLike], coarse: Sequence[MatrixLike], names: Optional[Sequence[str]] = None,
+             residual: float = 0.0, safety: float = 100.0) -> GroupEvidence:
     """Decide, with error bounds, what the group generated by the 2x2 matrices ``fine`` is.
 
     ``coarse`` holds the same matrices from an independent, less accurate computation. Each
@@ -856,75 +902,82 @@ def classify(fine, coarse, names=None, residual: float = 0.0, safety: float = 10
     ``residual`` (the fine matrices' known inaccuracy) scaled by the quantity's size. A
     quantity "differs" from a reference value only if it is further from it than that bound.
     """
-    fine, coarse = _matrices(fine, "fine"), _matrices(coarse, "coarse")
-    if len(fine) != len(coarse):
-        raise ValueError(f"fine and coarse must hold as many matrices, got {len(fine)} and {len(coarse)}")
-    names = [str(i) for i in range(len(fine))] if names is None else list(names)
-    if len(names) != len(fine):
-        raise ValueError(f"names must hold one name per matrix, got {len(names)} for {len(fine)}")
+    fine_matrices, coarse_matrices = _matrices(fine, "fine"), _matrices(coarse, "coarse")
+    if len(fine_matrices) != len(coarse_matrices):
+        raise ValueError(f"fine and coarse must hold as many matrices, got {len(fine_matrices)} and "
+                         f"{len(coarse_matrices)}")
+    labels = [str(i) for i in range(len(fine_matrices))] if names is None else list(names)
+    if len(labels) != len(fine_matrices):
+        raise ValueError(f"names must hold one name per matrix, got {len(labels)} for {len(fine_matrices)}")
     with mpmath.workdps(_DPS):
-        fine = [_normalised(M) for M in fine]
-        coarse = [_normalised(M) for M in coarse]
+        fine_sl2 = [_normalised(M) for M in fine_matrices]
+        coarse_sl2 = [_normalised(M) for M in coarse_matrices]
 
-        def quantity(label, f):
-            a, b = f(fine), f(coarse)
+        def quantity(label: str, f: _Measure) -> Quantity:
+            a, b = f(fine_sl2), f(coarse_sl2)
             difference = abs(a - b)
             return Quantity(label, a, float(difference),
                             float(safety * (difference + residual * max(1, abs(a)))))
 
-        pairs = [(i, j) for i in range(len(fine)) for j in range(i + 1, len(fine))]
+        n = len(fine_sl2)
+        pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
         evidence = GroupEvidence("undecided", safety=safety)
         evidence.commutators = [
-            quantity(f"||[M({names[i]}), M({names[j]})] − I||",
-                     lambda G, i=i, j=j: mpmath.mnorm(_commutator(G[i], G[j]) - mpmath.eye(2), 1))
+            quantity(f"||[M({labels[i]}), M({labels[j]})] − I||",
+                     _pair(lambda A, B: mpmath.mnorm(_commutator(A, B) - mpmath.eye(2), 1), i, j))
             for i, j in pairs]
         if all(not q.differs_from(0) for q in evidence.commutators):
             evidence.verdict = "abelian"
             return evidence
-        traces = [quantity(f"tr[M({names[i]}), M({names[j]})] − 2",
-                           lambda G, i=i, j=j: _trace(_commutator(G[i], G[j])) - 2)
+        traces = [quantity(f"tr[M({labels[i]}), M({labels[j]})] − 2",
+                           _pair(lambda A, B: _trace(_commutator(A, B)) - 2, i, j))
                   for i, j in pairs]
         best = max(traces, key=lambda q: q.margin(0))
         if best.differs_from(0):
             evidence.irreducible = best
         else:
-            evidence.invariant_line = _common_line(fine, coarse, names, quantity)
+            evidence.invariant_line = _common_line(fine_sl2, labels, quantity)
             if evidence.invariant_line is not None and not evidence.invariant_line.differs_from(0):
                 evidence.verdict = "reducible"
             return evidence
 
-        words = _short_words(len(fine), names)
+        words = _short_words(n, labels)
         infinite = max((quantity(f"distance of tr({label}) from [−2, 2]",
-                                 lambda G, make=make: _off_interval(_trace(make(G))))
+                                 _of_word(lambda M: _off_interval(_trace(M)), make))
                         for label, make in words), key=lambda q: q.margin(0))
         if infinite.value <= 0 or not infinite.differs_from(0):
             return evidence
         evidence.infinite = infinite
         label, make = next(w for w in words if w[0] in infinite.label)
-        evidence.primitive = max((quantity(f"how far M({names[i]}) moves the eigenline pair of {label}",
-                                           lambda G, i=i: _pair_preservation(make(G), G[i]))
-                                  for i in range(len(fine))), key=lambda q: q.margin(0))
+
+        def moves(i: int) -> _Measure:
+            return lambda G: _pair_preservation(make(G), G[i])
+
+        evidence.primitive = max((quantity(f"how far M({labels[i]}) moves the eigenline pair of {label}",
+                                           moves(i))
+                                  for i in range(n)), key=lambda q: q.margin(0))
         if evidence.primitive.differs_from(0):
             evidence.verdict = "not solvable"
         return evidence
 
 
-def _trace(M):
+def _trace(M: mpmath.matrix) -> mpmath.mpc:
     return M[0, 0] + M[1, 1]
 
 
-def _short_words(n: int, names: list) -> list:
+def _short_words(n: int, names: Sequence[str]) -> list[tuple[str, _Word]]:
     """Generators, their pairwise products and quotients, and commutators, as (label, function)."""
-    words = [(f"M({names[i]})", lambda G, i=i: G[i]) for i in range(n)]
+    words: list[tuple[str, _Word]] = [(f"M({names[i]})", operator.itemgetter(i)) for i in range(n)]
     for i in range(n):
         for j in range(i + 1, n):
-            words += [(f"M({names[i]}) M({names[j]})", lambda G, i=i, j=j: G[i] * G[j]),
-                      (f"M({names[i]}) M({names[j]})⁻¹", lambda G, i=i, j=j: G[i] * G[j] ** -1),
-                      (f"[M({names[i]}), M({names[j]})]", lambda G, i=i, j=j: _commutator(G[i], G[j]))]
+            words += [(f"M({names[i]}) M({names[j]})", _pair(lambda A, B: A * B, i, j)),
+                      (f"M({names[i]}) M({names[j]})⁻¹", _pair(lambda A, B: A * B ** -1, i, j)),
+                      (f"[M({names[i]}), M({names[j]})]", _pair(_commutator, i, j))]
     return words
 
 
-def _common_line(fine, coarse, names, quantity):
+def _common_line(fine: Sequence[mpmath.matrix], names: Sequence[str],
+                 quantity: Callable[[str, _Measure], Quantity]) -> Optional[Quantity]:
     """For a group whose generators pairwise share eigenvectors: the residual of the best common
     invariant line among the eigenvectors of its least scalar generator (None if all are scalar)."""
     spread = [mpmath.mnorm(G - _trace(G) / 2 * mpmath.eye(2), 1) for G in fine]
@@ -932,12 +985,12 @@ def _common_line(fine, coarse, names, quantity):
     if spread[k] < 1e-20:
         return None
 
-    def residual(G, column):
+    def residual(G: Sequence[mpmath.matrix], column: int) -> mpmath.mpf:
         u = mpmath.eig(G[k])[1][:, column]
         return max(_line_residual(u, S * u) for S in G)
 
-    candidates = [quantity(f"common eigenvector of M({names[k]}): max |u ∧ M u|", lambda G, c=c: residual(G, c))
-                  for c in range(2)]
+    label = f"common eigenvector of M({names[k]}): max |u ∧ M u|"
+    candidates = [quantity(label, lambda G: residual(G, 0)), quantity(label, lambda G: residual(G, 1))]
     return min(candidates, key=lambda q: q.value)
 
 
@@ -974,10 +1027,10 @@ class GaussForm:
     a: sp.Expr
     b: sp.Expr
     c: sp.Expr
-    exponent_differences: tuple      # (λ, μ, ν) = (1 − c, c − a − b, a − b)
+    exponent_differences: tuple[sp.Expr, sp.Expr, sp.Expr]  # (λ, μ, ν) = (1 − c, c − a − b, a − b)
 
 
-def scalar_equation(derivation: Derivation):
+def scalar_equation(derivation: Derivation) -> Optional[tuple[sp.Expr, sp.Expr]]:
     """(α, β) with p'' + α p' + β p = 0 for p = n1, eliminated from the 2x2 NVE (needs a12 ≠ 0)."""
     A = derivation.nve
     a11, a12, a21, a22 = A[0, 0], A[0, 1], A[1, 0], A[1, 1]
@@ -1039,7 +1092,8 @@ class KimuraResult:
         return self.case is not None
 
 
-def kimura(lam, mu, nu) -> KimuraResult:
+def kimura(lam: Union[sp.Expr, TargetLike], mu: Union[sp.Expr, TargetLike], nu: Union[sp.Expr, TargetLike]
+           ) -> KimuraResult:
     """Apply Kimura's conditions to exact exponent differences (SymPy numbers or rationals)."""
     lam, mu, nu = (sp.nsimplify(x) if isinstance(x, float) else sp.sympify(x) for x in (lam, mu, nu))
     for label, total in (("λ+μ+ν", lam + mu + nu), ("−λ+μ+ν", -lam + mu + nu),
@@ -1061,7 +1115,7 @@ def kimura(lam, mu, nu) -> KimuraResult:
 
 # --- 1 and 3, numerically: gengrad's gradient and the flow itself -------------------------------
 
-def _gengrad_setup(m: Model):
+def _gengrad_setup(m: Model) -> tuple[Network, np.ndarray, np.ndarray, np.ndarray]:
     from . import Network
 
     net = Network(m.widths, activation=m.activation)
@@ -1071,21 +1125,21 @@ def _gengrad_setup(m: Model):
     return net, X, Y, np.array(m.sample_weight)
 
 
-def check_against_gengrad(derivation: Derivation, thetas=None, seed: int = 0, count: int = 16) -> float:
+def check_against_gengrad(derivation: Derivation, thetas: Optional[ArrayLike] = None, seed: int = 0,
+                          count: int = 16) -> float:
     """Largest relative difference ||F(θ) + G(θ)|| / ||F(θ)|| between the symbolic vector field
     and gengrad's generalized gradient G (float64, compiled core), over ``thetas`` (rows of
     four parameters) or ``count`` random ones. Parameters outside θ (the bias_free model's
     biases) are held at 0 in gengrad's flat vector."""
     m = derivation.model
     field_np = sp.lambdify(m.params, derivation.vector_field, "numpy")
-    if thetas is None:
-        thetas = np.random.default_rng(seed).normal(size=(count, 4))
-    thetas = np.atleast_2d(np.asarray(thetas, dtype=np.float64))
-    if thetas.ndim != 2 or thetas.shape[1] != 4:
-        raise ValueError(f"thetas must have shape (n, 4), got {thetas.shape}")
+    rows = np.atleast_2d(np.asarray(np.random.default_rng(seed).normal(size=(count, 4)) if thetas is None else thetas,
+                                    dtype=np.float64))
+    if rows.ndim != 2 or rows.shape[1] != 4:
+        raise ValueError(f"thetas must have shape (n, 4), got {rows.shape}")
     net, X, Y, weight = _gengrad_setup(m)
     worst = 0.0
-    for theta in thetas:
+    for theta in rows:
         full = np.zeros(net.dim)
         full[list(m.gengrad_indices)] = theta
         G = net.gradient(full, X, Y, sample_weight=weight)[list(m.gengrad_indices)]
@@ -1125,7 +1179,7 @@ def check_flow(derivation: Derivation, t_end: float = 2.0, samples: int = 41,
     T_np = sp.lambdify(S, derivation.time_law, "numpy")
     risk_np = sp.lambdify(m.params, derivation.risk, "numpy")
     w_of_s = sp.lambdify(S, derivation.w_of_s, "numpy")
-    s_of_w = np.exp if m.activation == "tanh" else (lambda w: w)
+    s_of_w: Callable[[float], float] = (lambda w: float(np.exp(w))) if m.activation == "tanh" else (lambda w: w)
     origin = 1.0 if m.activation == "tanh" else 0.0
     numerator = sp.Poly(sp.numer(sp.cancel(derivation.speed)), S)
     s_star = min(complex(r).real for r in numerator.nroots(n=30)
@@ -1138,10 +1192,10 @@ def check_flow(derivation: Derivation, t_end: float = 2.0, samples: int = 41,
         raise RuntimeError(f"DOP853 failed: {solution.message}")
     T0 = complex(T_np(complex(s0)))
 
-    def elapsed(s):         # T is real up to a constant imaginary part (logarithms of negatives)
+    def elapsed(s: float) -> float:         # T is real up to a constant imaginary part (logarithms of negatives)
         return (complex(T_np(complex(s))) - T0).real
 
-    def s_at(t):
+    def s_at(t: float) -> float:
         closest = s_star * (1 - 8 * np.finfo(float).eps)
         return s_star if elapsed(closest) < t else brentq(lambda s: elapsed(s) - t, s0, closest, xtol=1e-15)
 
@@ -1185,11 +1239,11 @@ _VERDICTS = {
 }
 
 
-def _num(x, digits: int = 10) -> str:
-    x = mpmath.mpmathify(x)
-    if isinstance(x, mpmath.mpc) and abs(mpmath.im(x)) > 1e-12 * max(1, abs(x)):
-        return mpmath.nstr(x, digits)
-    return mpmath.nstr(mpmath.re(x), digits)
+def _num(x: Union[mpmath.mpc, complex], digits: int = 10) -> str:
+    z = mpmath.mpmathify(x)
+    if isinstance(z, mpmath.mpc) and abs(mpmath.im(z)) > 1e-12 * max(1, abs(z)):
+        return str(mpmath.nstr(z, digits))
+    return str(mpmath.nstr(mpmath.re(z), digits))
 
 
 def _bounded(q: Quantity) -> str:
@@ -1198,7 +1252,29 @@ def _bounded(q: Quantity) -> str:
     return f"{q.label} = {_num(q.value)}  (bound {q.bound:.1e}{margin})"
 
 
-def analyse(architecture="biased", activation="tanh", target=1, digits: Optional[int] = 30) -> dict:
+class Analysis(TypedDict):
+    """What analyse returns."""
+
+    model: Model
+    derivation: Derivation
+    gengrad: float
+    flow: FlowCheck
+    monodromy: Monodromy
+    group: GroupEvidence
+    gauss: Optional[GaussForm]
+    kimura: Optional[KimuraResult]
+
+
+class Summary(TypedDict):
+    """What report returns: the verdict, and per contrast (architecture, activation, y*,
+    verdict, whether it agrees with theory)."""
+
+    verdict: str
+    contrasts: list[tuple[str, str, str, str, bool]]
+
+
+def analyse(architecture: str = "biased", activation: str = "tanh", target: TargetLike = 1,
+            digits: Optional[int] = 30) -> Analysis:
     """The whole construction for one model: derivation, checks, monodromy, group, Kimura."""
     m = model(architecture, activation, target)
     derivation = derive(m)
@@ -1209,8 +1285,8 @@ def analyse(architecture="biased", activation="tanh", target=1, digits: Optional
             "gauss": gauss, "kimura": None if gauss is None else kimura(*gauss.exponent_differences)}
 
 
-def report(architecture="biased", activation="tanh", target=1, digits: Optional[int] = 30,
-           contrasts: bool = True, out=print) -> dict:
+def report(architecture: str = "biased", activation: str = "tanh", target: TargetLike = 1, digits: Optional[int] = 30,
+           contrasts: bool = True, out: Callable[[str], object] = print) -> Summary:
     """Print the derivation, the checks, the monodromy evidence and the verdict for one model,
     then a summary of the same pipeline on the CONTRASTS; return the results."""
     start = time.perf_counter()
@@ -1256,13 +1332,13 @@ def report(architecture="biased", activation="tanh", target=1, digits: Optional[
     out("   exponents exactly (their minimal polynomials over Q, per factor of the denominator):")
     for factor, polys in exponent_polynomials(d).items():
         out(f"     {str(factor):<34} {', '.join(str(q) for q in polys)}")
-    gauss = result["gauss"]
-    if gauss is None:
+    gauss, kimura_result = result["gauss"], result["kimura"]
+    if gauss is None or kimura_result is None:
         out("   Gauss hypergeometric form under ζ = s²/y*: none, so Kimura's theorem does not apply")
     else:
         out(f"   Gauss hypergeometric form in ζ = s²/y*: a = {gauss.a}, b = {gauss.b}, c = {gauss.c}; "
             f"exponent differences λ, μ, ν = {', '.join(map(str, gauss.exponent_differences))}")
-        out(f"   Kimura: {result['kimura'].detail}")
+        out(f"   Kimura: {kimura_result.detail}")
     out(f"\n5. monodromy: base point s = {mono.base}; {len(mono.loops)} loops; {mono.fine} against "
         f"{mono.coarse}; {sum(loop.steps for loop in mono.loops)} Taylor steps, "
         f"{sum(loop.terms for loop in mono.loops)} terms, {mono.seconds:.1f} s")
@@ -1284,7 +1360,7 @@ def report(architecture="biased", activation="tanh", target=1, digits: Optional[
         worst = max(group.commutators, key=lambda q: q.value)
         out(f"     all commutators trivial, largest {_bounded(worst)}")
     out(f"\n   verdict: {_VERDICTS[group.verdict]}")
-    summary = {"verdict": group.verdict, "contrasts": []}
+    summary: Summary = {"verdict": group.verdict, "contrasts": []}
     if contrasts:
         out("\nthe same pipeline on contrasts:")
         out(f"   {'model':<30} {'loops':>5}  {'theory':<62} {'monodromy':<13} agrees")

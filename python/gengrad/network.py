@@ -98,7 +98,7 @@ class Network:
         if scheme not in INIT_SCHEMES:
             raise ValueError(f"unknown init scheme {scheme!r}; expected one of {', '.join(INIT_SCHEMES)}")
         rng = np.random.default_rng(seed)
-        theta = np.zeros(self.dim)
+        theta = _zeros((self.dim,), np.float64, f"init: widths {self.widths} (d = {self.dim})")
         for W, b in self.layers(theta):
             fan_out, fan_in = W.shape
             if scheme == "torch":
@@ -113,6 +113,8 @@ class Network:
     def layers(self, theta: ArrayLike) -> list[tuple[np.ndarray, np.ndarray]]:
         """Views (W_k, b_k), k = 1..L, into theta: writing to them writes theta."""
         theta = self._theta(theta)
+        if theta.shape != (self.dim,):  # the core checks this for every other method
+            raise ValueError(f"theta must have shape ({self.dim},), got {theta.shape}")
         return [(theta[w:w + rows * cols].reshape(rows, cols), theta[b:b + rows])
                 for w, b, rows, cols in self.layout]
 
@@ -193,6 +195,7 @@ class Network:
         return self._impl.risk_gradient(theta, X, Y, weight, family, r, want_gradient, out)
 
     def _theta(self, theta: ArrayLike) -> np.ndarray:
+        theta = _as_ndarray(theta, "theta")
         if isinstance(theta, np.ndarray):
             if theta.dtype not in _FLOAT_DTYPES:
                 _float_dtype(theta.dtype, "theta")  # raises
@@ -204,6 +207,7 @@ class Network:
 
     def _Y(self, Y: ArrayLike, dtype: DTypeLike) -> np.ndarray:
         out_width = self.widths[-1]
+        Y = _as_ndarray(Y, "Y")
         if self.loss == "cross_entropy" and isinstance(Y, np.ndarray) and Y.ndim == 1 and Y.dtype.kind in "iu":
             if len(Y) and (Y.min() < 0 or Y.max() >= out_width):
                 raise ValueError(f"Y holds class labels, which must lie in [0, {out_width}), "
@@ -292,9 +296,32 @@ def _float_dtype(dtype: Any, name: str) -> np.dtype:
     return result
 
 
+def _zeros(shape: tuple[int, ...], dtype: DTypeLike, what: str) -> np.ndarray:
+    """np.zeros, whose MemoryError also says what the array was for."""
+    try:
+        return np.zeros(shape, dtype)
+    except MemoryError as error:
+        raise MemoryError(f"{what}: {error}") from None
+
+
+def _as_ndarray(value: ArrayLike, name: str) -> ArrayLike:
+    """An object that has a dtype and converts to NumPy (a PyTorch CPU tensor, a JAX array) as
+    the ndarray it converts to, so that it keeps its dtype exactly as a NumPy array would: a
+    float32 tensor is float32, not NumPy's default float64. Anything else (lists, numbers) is
+    returned as it is, for NumPy's default conversion."""
+    if isinstance(value, np.ndarray) or not (hasattr(value, "__array__") and hasattr(value, "dtype")):
+        return value
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError, RuntimeError) as error:  # torch: CUDA or requires_grad tensors
+        raise TypeError(f"{name} cannot be converted to a NumPy array: {error}") from None
+
+
 def _array(value: Any, name: str, dtype: DTypeLike) -> np.ndarray:
-    """value as a C-contiguous array of ``dtype``; arrays of another dtype are refused rather
-    than silently converted (a float64 X with a float32 theta is usually a mistake)."""
+    """value as a C-contiguous array of ``dtype``; arrays (and array-likes with a dtype) of
+    another dtype are refused rather than silently converted (a float64 X with a float32 theta
+    is usually a mistake)."""
+    value = _as_ndarray(value, name)
     if isinstance(value, np.ndarray):
         if value.dtype != dtype:
             raise TypeError(f"{name} has dtype {value.dtype} but theta has dtype {np.dtype(dtype)}; "

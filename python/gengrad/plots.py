@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import os
 import tempfile
+from types import ModuleType
+from typing import TYPE_CHECKING, Optional, Union
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .flow import FlowResult
+    from .train import TrainResult
+
+PathLike = Union[str, "os.PathLike[str]"]
 
 #: Event kinds and how the flow figure marks them.
 _EVENT_STYLE = {"crossing": ("tab:gray", ":"), "sliding-start": ("tab:red", "--"),
                 "sliding-end": ("tab:green", "--")}
 
 
-def _pyplot():
+def _pyplot() -> ModuleType:
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -20,21 +30,21 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path) -> None:
-    path = os.fspath(path)
-    ext = os.path.splitext(path)[1]
+def _save(fig: Figure, path: PathLike) -> None:
+    target = os.fspath(path)
+    ext = os.path.splitext(target)[1]
     fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=ext or ".png",
-                               dir=os.path.dirname(os.path.abspath(path)))
+                               dir=os.path.dirname(os.path.abspath(target)))
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def training_curve(result, path) -> None:
+def training_curve(result: TrainResult, path: PathLike) -> None:
     """Training (and validation) risk and |G| per epoch of a gengrad.train result."""
     plt = _pyplot()
     h = result.history
@@ -53,7 +63,7 @@ def training_curve(result, path) -> None:
     plt.close(fig)
 
 
-def flow_trajectories(result, path) -> None:
+def flow_trajectories(result: FlowResult, path: PathLike) -> None:
     """Risk against time and every parameter's trajectory, switching times marked."""
     plt = _pyplot()
     fig, (ax_risk, ax_theta) = plt.subplots(2, 1, figsize=(9, 8), sharex=True)
@@ -62,10 +72,10 @@ def flow_trajectories(result, path) -> None:
     ax_theta.plot(result.t, result.theta, linewidth=0.8)
     ax_theta.set_ylabel("theta_i(t)")
     ax_theta.set_xlabel("t")
-    shown = set()
+    shown: set[str] = set()
     for event in result.events:
         color, style = _EVENT_STYLE[event.kind]
-        label = event.kind if event.kind not in shown else None
+        label: Optional[str] = event.kind if event.kind not in shown else None
         shown.add(event.kind)
         for ax in (ax_risk, ax_theta):
             ax.axvline(event.t, color=color, linestyle=style, linewidth=0.6,

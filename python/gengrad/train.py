@@ -16,6 +16,7 @@ continues from it bit for bit: N epochs, then a resume to 2N, equals 2N epochs i
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -23,12 +24,29 @@ import tempfile
 import time
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Protocol, Sequence, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 OPTIMIZERS = ("gd", "sgd", "momentum", "adam")
 CHECKPOINT_VERSION = 1
+
+PathLike = Union[str, "os.PathLike[str]"]
+#: Per epoch while training: ints (epoch), floats (seconds), risks and norms (scalars or (n,)).
+_History = dict[str, list[Union[float, np.ndarray]]]
+
+
+class Model(Protocol):
+    """What train() needs: a gengrad.Network (theta (d,), risk a float) or gengrad.Ensemble
+    (theta (n, d), risks (n,)). Positional-only: the two name their first argument differently."""
+
+    def risk_and_gradient(self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray,
+                          sample_weight: Optional[ArrayLike], /) -> tuple[Union[float, np.ndarray], np.ndarray]: ...
+
+    def risk(self, theta: np.ndarray, X: ArrayLike, Y: ArrayLike, /) -> Union[float, np.ndarray]: ...
+
+    def forward(self, theta: np.ndarray, X: ArrayLike, /) -> np.ndarray: ...
 
 
 @dataclass
@@ -39,7 +57,7 @@ class TrainResult:
     first run, and ``val_risk`` / ``val_accuracy`` when validation data were given."""
 
     theta: np.ndarray
-    history: dict
+    history: dict[str, np.ndarray]
     optimizer: str
     epochs: int
     steps: int
@@ -56,25 +74,26 @@ class TrainResult:
         return "\n".join(lines)
 
 
-def _text(value) -> str:
-    value = np.asarray(value)
-    return f"{float(value):.6g}" if value.ndim == 0 else np.array2string(value, precision=4)
+def _text(value: ArrayLike) -> str:
+    array = np.asarray(value)
+    return f"{float(array):.6g}" if array.ndim == 0 else np.array2string(array, precision=4)
 
 
 class _Optimizer:
     """An update rule on arrays of any shape; ``state`` names the arrays a checkpoint keeps."""
 
-    def __init__(self, name, lr, momentum, betas, eps, theta):
+    def __init__(self, name: str, lr: float, momentum: float, betas: tuple[float, float], eps: float,
+                 theta: np.ndarray):
         self.name, self.lr, self.momentum, self.betas, self.eps = name, lr, momentum, betas, eps
         self.step_count = 0
-        self.state = {}
+        self.state: dict[str, np.ndarray] = {}
         if name == "momentum":
             self.state["velocity"] = np.zeros_like(theta)
         elif name == "adam":
             self.state["m"] = np.zeros_like(theta)
             self.state["v"] = np.zeros_like(theta)
 
-    def step(self, theta, G):
+    def step(self, theta: np.ndarray, G: np.ndarray) -> None:
         """Updates theta in place (PyTorch's formulas: heavy-ball v = mu v + G; Adam with bias
         correction)."""
         self.step_count += 1
@@ -98,11 +117,22 @@ class _Optimizer:
             theta -= lr * m_hat / (np.sqrt(v_hat) + theta.dtype.type(self.eps))
 
 
+class _Bar(Protocol):
+    """The part of a tqdm progress bar that _Progress uses."""
+
+    def set_postfix_str(self, s: str) -> None: ...
+
+    def update(self, n: int) -> object: ...
+
+    def close(self) -> None: ...
+
+
 class _Progress:
     """tqdm when it is installed, otherwise a line on stderr every few seconds."""
 
-    def __init__(self, total, initial, enabled):
-        self.bar, self.enabled, self.last = None, enabled, 0.0
+    def __init__(self, total: int, initial: int, enabled: bool):
+        self.bar: Optional[_Bar] = None
+        self.enabled, self.last = enabled, 0.0
         self.total, self.done = total, initial
         if enabled:
             try:
@@ -111,7 +141,7 @@ class _Progress:
             except ImportError:
                 pass
 
-    def update(self, risk):
+    def update(self, risk: ArrayLike) -> None:
         self.done += 1
         if not self.enabled:
             return
@@ -122,28 +152,28 @@ class _Progress:
             self.last = time.monotonic()
             print(f"epoch {self.done}/{self.total}: risk {_text(risk)}", file=sys.stderr, flush=True)
 
-    def close(self):
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
 
 
-def _positive(value, name):
+def _positive(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a positive number, got {value!r}")
-    if not (float(value) > 0 and np.isfinite(value)):
+    if not (float(value) > 0 and np.isfinite(float(value))):
         raise ValueError(f"{name} must be a positive finite number, got {value}")
     return float(value)
 
 
-def _integer(value, name, low):
+def _integer(value: object, name: str, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < low:
+    if int(value) < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
     return int(value)
 
 
-def _weights(sample_weight, M, dtype):
+def _weights(sample_weight: Optional[ArrayLike], M: int, dtype: np.dtype) -> np.ndarray:
     if sample_weight is None:
         return np.full(M, 1.0 / M, dtype=dtype)
     w = np.asarray(sample_weight)
@@ -152,23 +182,28 @@ def _weights(sample_weight, M, dtype):
     return np.ascontiguousarray(w, dtype=dtype)
 
 
-def accuracy(model, theta, X, labels) -> np.ndarray:
+def accuracy(model: Model, theta: np.ndarray, X: ArrayLike, labels: ArrayLike
+             ) -> Union[np.float64, NDArray[np.float64]]:
     """The fraction of rows of X whose largest output is the label (shape () or (n,))."""
     out = np.asarray(model.forward(theta, X))
-    return np.mean(np.argmax(out, axis=-1) == np.asarray(labels), axis=-1)
+    hits: NDArray[np.bool_] = np.argmax(out, axis=-1) == np.asarray(labels)
+    fraction: Union[np.float64, NDArray[np.float64]] = np.mean(hits, axis=-1)
+    return fraction
 
 
-def _config(optimizer, lr, batch_size, seed, momentum, betas, eps, M, theta):
+def _config(optimizer: str, lr: float, batch_size: Optional[int], seed: int, momentum: float,
+            betas: tuple[float, float], eps: float, M: int, theta: np.ndarray) -> dict[str, object]:
     return dict(optimizer=optimizer, lr=lr, batch_size=batch_size, seed=seed, momentum=momentum,
                 betas=list(betas), eps=eps, samples=M, theta_shape=list(theta.shape),
                 dtype=str(theta.dtype))
 
 
-def _save(path, theta, opt, rng, history, epoch, config):
+def _save(path: PathLike, theta: np.ndarray, opt: _Optimizer, rng: np.random.Generator, history: _History,
+          epoch: int, config: dict[str, object]) -> None:
     """The checkpoint, written to a temporary file in the same folder and moved into place."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    arrays = {"theta": theta, "epoch": np.array(epoch), "step_count": np.array(opt.step_count),
+    arrays: dict[str, np.ndarray] = {"theta": theta, "epoch": np.array(epoch), "step_count": np.array(opt.step_count),
               "meta": np.array(json.dumps(dict(version=CHECKPOINT_VERSION, config=config,
                                                    rng=rng.bit_generator.state,
                                                    history_keys=list(history))))}
@@ -177,7 +212,8 @@ def _save(path, theta, opt, rng, history, epoch, config):
     fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".npz", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            # numpy's stub checks **kwds against savez's allow_pickle: bool
+            np.savez(f, **arrays)  # type: ignore[arg-type]
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -187,7 +223,8 @@ def _save(path, theta, opt, rng, history, epoch, config):
         raise
 
 
-def _load(path, config):
+def _load(path: PathLike, config: dict[str, object]
+          ) -> tuple[np.ndarray, int, int, dict[str, np.ndarray], dict[str, Any], _History]:
     try:
         data = np.load(os.fspath(path), allow_pickle=False)
     except (OSError, ValueError) as error:
@@ -202,15 +239,16 @@ def _load(path, config):
         detail = ", ".join(f"{k}: checkpoint {saved.get(k)!r}, now {config[k]!r}" for k in changed)
         raise ValueError(f"resume: the checkpoint was made with other settings ({detail})")
     state = {k[len("state_"):]: data[k] for k in data.files if k.startswith("state_")}
-    history = {k: list(data[f"history_{k}"]) for k in meta["history_keys"]}
+    history: _History = {k: list(data[f"history_{k}"]) for k in meta["history_keys"]}
     return (data["theta"], int(data["epoch"]), int(data["step_count"]), state, meta["rng"],
             history)
 
 
-def train(model, theta0, X, Y, optimizer: str = "adam", lr: float = 1e-3, epochs: int = 10,
-          batch_size: Optional[int] = 32, seed: int = 0, sample_weight=None,
-          momentum: float = 0.9, betas=(0.9, 0.999), eps: float = 1e-8,
-          X_val=None, Y_val=None, checkpoint=None, checkpoint_every: int = 1, resume=None,
+def train(model: Model, theta0: ArrayLike, X: ArrayLike, Y: ArrayLike, optimizer: str = "adam", lr: float = 1e-3,
+          epochs: int = 10, batch_size: Optional[int] = 32, seed: int = 0, sample_weight: Optional[ArrayLike] = None,
+          momentum: float = 0.9, betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8,
+          X_val: Optional[ArrayLike] = None, Y_val: Optional[ArrayLike] = None, checkpoint: Optional[PathLike] = None,
+          checkpoint_every: int = 1, resume: Optional[PathLike] = None,
           progress: Optional[bool] = None,
           callback: Optional[Callable[[int, np.ndarray], None]] = None) -> TrainResult:
     """Minimises the risk of ``model`` from ``theta0`` with the generalized gradient.
@@ -236,12 +274,12 @@ def train(model, theta0, X, Y, optimizer: str = "adam", lr: float = 1e-3, epochs
     if theta.dtype not in (np.float32, np.float64) or theta.ndim not in (1, 2):
         raise TypeError("theta0 must be a float32 or float64 array of shape (d,) or (n, d), got "
                         f"{theta.dtype} {theta.shape}")
-    X, Y = np.asarray(X), np.asarray(Y)
-    M = len(X)
+    X_train, Y_train = np.asarray(X), np.asarray(Y)
+    M = len(X_train)
     if M == 0:
         raise ValueError("X must hold at least one sample")
-    if len(Y) != M:
-        raise ValueError(f"Y must have one row per sample of X ({M}), got {len(Y)}")
+    if len(Y_train) != M:
+        raise ValueError(f"Y must have one row per sample of X ({M}), got {len(Y_train)}")
     lr = _positive(lr, "lr")
     epochs = _integer(epochs, "epochs", 0)
     seed = _integer(seed, "seed", 0)
@@ -255,23 +293,26 @@ def train(model, theta0, X, Y, optimizer: str = "adam", lr: float = 1e-3, epochs
     momentum = float(momentum)
     if not 0 <= momentum < 1:
         raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
-    betas = tuple(float(b) for b in betas)
-    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-        raise ValueError(f"betas must be two numbers in [0, 1), got {betas}")
+    beta_values = tuple(float(b) for b in betas)
+    if len(beta_values) != 2 or not all(0 <= b < 1 for b in beta_values):
+        raise ValueError(f"betas must be two numbers in [0, 1), got {beta_values}")
+    beta_pair = (beta_values[0], beta_values[1])
     eps = _positive(eps, "eps")
     weight = _weights(sample_weight, M, theta.dtype)
     total_weight = weight.sum()
     batch = M if batch_size is None else min(batch_size, M)
-    config = _config(optimizer, lr, batch_size, seed, momentum, betas, eps, M, theta)
-    validation = X_val is not None
-    if validation and Y_val is None:
-        raise ValueError("X_val given without Y_val")
-    classify = validation and np.asarray(Y_val).ndim == 1 and np.asarray(Y_val).dtype.kind in "iu"
+    config = _config(optimizer, lr, batch_size, seed, momentum, beta_pair, eps, M, theta)
+    validation: Optional[tuple[ArrayLike, ArrayLike]] = None
+    if X_val is not None:
+        if Y_val is None:
+            raise ValueError("X_val given without Y_val")
+        validation = (X_val, Y_val)
+    classify = validation is not None and np.asarray(Y_val).ndim == 1 and np.asarray(Y_val).dtype.kind in "iu"
 
-    opt = _Optimizer(optimizer, lr, momentum, betas, eps, theta)
+    opt = _Optimizer(optimizer, lr, momentum, beta_pair, eps, theta)
     rng = np.random.default_rng(seed)
-    history = {"epoch": [], "risk": [], "grad_norm": [], "seconds": []}
-    if validation:
+    history: _History = {"epoch": [], "risk": [], "grad_norm": [], "seconds": []}
+    if validation is not None:
         history["val_risk"] = []
         if classify:
             history["val_accuracy"] = []
@@ -288,16 +329,16 @@ def train(model, theta0, X, Y, optimizer: str = "adam", lr: float = 1e-3, epochs
         offset = float(history["seconds"][-1])
     started = time.perf_counter()
 
-    def record(epoch):
-        risk, G = model.risk_and_gradient(theta, X, Y, weight)
+    def record(epoch: int) -> Union[float, np.ndarray]:
+        risk, G = model.risk_and_gradient(theta, X_train, Y_train, weight)
         history["epoch"].append(epoch)
         history["risk"].append(np.asarray(risk))
         history["grad_norm"].append(np.linalg.norm(G, axis=-1))
         history["seconds"].append(offset + time.perf_counter() - started)
-        if validation:
-            history["val_risk"].append(np.asarray(model.risk(theta, X_val, Y_val)))
+        if validation is not None:
+            history["val_risk"].append(np.asarray(model.risk(theta, *validation)))
             if classify:
-                history["val_accuracy"].append(accuracy(model, theta, X_val, Y_val))
+                history["val_accuracy"].append(accuracy(model, theta, *validation))
         return risk
 
     if start_epoch == 0 and not history["epoch"]:
@@ -314,7 +355,7 @@ def train(model, theta0, X, Y, optimizer: str = "adam", lr: float = 1e-3, epochs
                     if not w.sum() > 0:
                         continue         # a batch of samples without mass: no gradient
                     w = w * (total_weight / w.sum())
-                _, G = model.risk_and_gradient(theta, X[idx], Y[idx], w)
+                _, G = model.risk_and_gradient(theta, X_train[idx], Y_train[idx], w)
                 opt.step(theta, G)
             risk = record(epoch)
             bar.update(risk)
@@ -341,7 +382,7 @@ def _hidden_widths(text: str) -> tuple[int, ...]:
     return widths
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .datasets import TARGETS
     parser.add_argument("--data", default="digits", choices=("digits", *TARGETS),
                         help="digits (classification) or a regression target on [-1, 1]")
@@ -361,7 +402,7 @@ def add_arguments(parser) -> None:
                              "batches; results are the same bits)")
 
 
-def command(args) -> int:
+def command(args: argparse.Namespace) -> int:
     """Trains a network on a bundled data set and prints a summary."""
     from . import datasets, plots, set_num_threads
     from .network import Network

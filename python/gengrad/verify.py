@@ -24,9 +24,10 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, TypedDict
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import activations
 from .network import Network
@@ -42,14 +43,15 @@ _MIN_RATE = 0.9
 
 # --- shared pieces ------------------------------------------------------------------------------
 
-def _numeric(value, name: str, dtype=None) -> np.ndarray:
+def _numeric(value: ArrayLike, name: str, dtype: Optional[DTypeLike] = None) -> np.ndarray:
     try:
         return np.asarray(value, dtype)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be an array of numbers, got {value!r:.80}") from None
 
 
-def _problem(net: Network, theta, X, Y, sample_weight, dtype=None):
+def _problem(net: Network, theta: ArrayLike, X: ArrayLike, Y: ArrayLike, sample_weight: Optional[ArrayLike],
+             dtype: Optional[DTypeLike] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """theta, X, Y and the weights as arrays of one float dtype (theta's unless ``dtype`` is
     given; integer theta counts as float64); integer class labels in Y stay labels."""
     if not isinstance(net, Network):
@@ -69,7 +71,7 @@ def _problem(net: Network, theta, X, Y, sample_weight, dtype=None):
     return theta.astype(dtype), _numeric(X, "X", dtype), Y, weight
 
 
-def _ladder(values, name: str, descending: bool) -> list[float]:
+def _ladder(values: ArrayLike, name: str, descending: bool) -> list[float]:
     """A sorted list of positive finite numbers."""
     values = _numeric(values, name, np.float64).ravel()
     if not values.size or not np.all(np.isfinite(values) & (values > 0)):
@@ -77,43 +79,43 @@ def _ladder(values, name: str, descending: bool) -> list[float]:
     return sorted(values.tolist(), reverse=descending)
 
 
-def _sibling(net: Network, convention=None, backend: Optional[str] = None) -> Network:
+def _sibling(net: Network, convention: activations.Convention = None, backend: Optional[str] = None) -> Network:
     """The same network with another convention or backend."""
     act = net.activation if convention is None else net.activation.with_convention(convention)
     return Network(net.widths, act, loss=net.loss, backend=backend or net.backend)
 
 
-def _kink_offsets(net: Network, theta, X) -> list[np.ndarray]:
+def _kink_offsets(net: Network, theta: np.ndarray, X: np.ndarray) -> list[np.ndarray]:
     """Per hidden layer, z^k - κ_i for every sample, neuron and kink: shape (M, l_k, kinks)."""
     kinks = np.asarray(net.activation.kinks, dtype=theta.dtype)
     return [z[:, :, None] - kinks for z in net.pre_activations(theta, X)[:-1]]
 
 
-def _smallest_nonzero_distance(offsets) -> float:
+def _smallest_nonzero_distance(offsets: Sequence[np.ndarray]) -> float:
     """The smallest nonzero |z - κ| over hidden pre-activations and kinks (inf if none)."""
     distances = [np.abs(o[o != 0]) for o in offsets]
     distances = [d for d in distances if d.size]
     return float(min(d.min() for d in distances)) if distances else math.inf
 
 
-def _margin(offsets) -> float:
+def _margin(offsets: Sequence[np.ndarray]) -> float:
     """The distance of the nearest hidden pre-activation to a kink (0 at a hit; inf if none)."""
     values = [np.abs(o).min() for o in offsets if o.size]
     return float(min(values)) if values else math.inf
 
 
-def _sides(offsets) -> list[np.ndarray]:
+def _sides(offsets: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [np.sign(o) for o in offsets]
 
 
-def _hits(offsets) -> int:
+def _hits(offsets: Sequence[np.ndarray]) -> int:
     """(sample, neuron) pairs whose pre-activation is exactly at a kink."""
     return int(sum(np.count_nonzero((o == 0).any(axis=2)) for o in offsets))
 
 
-def _rounding_tolerance(dtype, G) -> float:
+def _rounding_tolerance(dtype: DTypeLike, G: np.ndarray) -> float:
     """Differences this small are summation-order rounding, not mathematics."""
-    return 64 * np.finfo(dtype).eps * max(float(np.linalg.norm(G)), np.finfo(dtype).tiny)
+    return float(64 * np.finfo(dtype).eps * max(float(np.linalg.norm(G)), np.finfo(dtype).tiny))
 
 
 def _number(x: float) -> str:
@@ -138,10 +140,10 @@ class ApproximationStudy:
     between two admissible families at an r > r_star.
     """
 
-    r_values: tuple
-    errors: dict
-    admissible: tuple
-    exact_from: dict
+    r_values: tuple[float, ...]
+    errors: dict[str, tuple[float, ...]]
+    admissible: tuple[str, ...]
+    exact_from: dict[str, Optional[float]]
     gap: float
     r_star: float
     agreement: float
@@ -164,9 +166,10 @@ class ApproximationStudy:
         return "\n".join(lines)
 
 
-def approximation_study(net: Network, theta, X, Y, r_values: Sequence[float] = DEFAULT_R,
+def approximation_study(net: Network, theta: ArrayLike, X: ArrayLike, Y: ArrayLike,
+                        r_values: Sequence[float] = DEFAULT_R,
                         families: Sequence[str] = tuple(activations.FAMILIES),
-                        sample_weight=None) -> ApproximationStudy:
+                        sample_weight: Optional[ArrayLike] = None) -> ApproximationStudy:
     """∇L_r(θ) of each approximant family for each r, against G(θ) (MATH.md §3-§5, R1).
 
     Computed in theta's dtype. If no r of the ladder exceeds r* = 1/gap, the study adds
@@ -174,7 +177,7 @@ def approximation_study(net: Network, theta, X, Y, r_values: Sequence[float] = D
     equals G at every r > r* (and so the admissible families agree).
     """
     theta, X, Y, weight = _problem(net, theta, X, Y, sample_weight)
-    r_values = _ladder(r_values, "r_values", descending=False)
+    ladder = _ladder(r_values, "r_values", descending=False)
     families = [activations.check_family(f) for f in families]
     if not families:
         raise ValueError("families must name at least one approximant family")
@@ -185,13 +188,13 @@ def approximation_study(net: Network, theta, X, Y, r_values: Sequence[float] = D
     G = net.gradient(theta, X, Y, weight)
     gap = _smallest_nonzero_distance(_kink_offsets(net, theta, X))
     r_star = 1.0 / gap
-    if r_values[-1] <= r_star and math.isfinite(2 * r_star):
-        r_values.append(2 * r_star)
+    if ladder[-1] <= r_star and math.isfinite(2 * r_star):
+        ladder.append(2 * r_star)
     tolerance = _rounding_tolerance(theta.dtype, G)
 
-    errors = {f: [] for f in families}
+    errors: dict[str, list[float]] = {f: [] for f in families}
     agreement, bitwise = 0.0, True
-    for r in r_values:
+    for r in ladder:
         grads = {f: net.approx_gradient(theta, X, Y, r, f, weight) for f in families}
         for f in families:
             errors[f].append(float(np.linalg.norm(grads[f] - G)))
@@ -199,17 +202,17 @@ def approximation_study(net: Network, theta, X, Y, r_values: Sequence[float] = D
             bitwise &= all(np.array_equal(grads[f], G) for f in admissible)
             agreement = max([agreement] + [float(np.linalg.norm(grads[a] - grads[b]))
                                            for a in admissible for b in admissible if a < b])
-    exact_from = {}
+    exact_from: dict[str, Optional[float]] = {}
     for f in families:
-        reached = None
-        for r, error in zip(reversed(r_values), reversed(errors[f])):
+        reached: Optional[float] = None
+        for r, error in zip(reversed(ladder), reversed(errors[f])):
             if error > tolerance:
                 break
             reached = r
         exact_from[f] = reached
 
-    above = [i for i, r in enumerate(r_values) if r > r_star]
-    failures = [f"{f} is {_number(errors[f][i])} from G at r = {r_values[i]:.3g} > r*"
+    above = [i for i, r in enumerate(ladder) if r > r_star]
+    failures = [f"{f} is {_number(errors[f][i])} from G at r = {ladder[i]:.3g} > r*"
                 for f in admissible for i in above if errors[f][i] > tolerance]
     if not above:
         passed, reason = False, (f"r* = {r_star:.3g} (gap {gap:.3g}) is too large to evaluate: "
@@ -224,9 +227,9 @@ def approximation_study(net: Network, theta, X, Y, r_values: Sequence[float] = D
         reason = f"{', '.join(admissible)} equal G {how} at {where}"
         others = [f for f in families if f not in admissible]
         if others:
-            reason += "; at r = {:.3g}: ".format(r_values[-1]) + ", ".join(
+            reason += "; at r = {:.3g}: ".format(ladder[-1]) + ", ".join(
                 f"{f} {_number(errors[f][-1])} away" for f in others)
-    return ApproximationStudy(tuple(r_values), {f: tuple(e) for f, e in errors.items()},
+    return ApproximationStudy(tuple(ladder), {f: tuple(e) for f, e in errors.items()},
                               admissible, exact_from, gap, r_star, agreement, bitwise, tolerance,
                               passed, reason)
 
@@ -260,8 +263,8 @@ class FiniteDifferenceCheck:
         return f"R3 finite differences: {verdict}. {self.reason}"
 
 
-def finite_difference_check(net: Network, theta, X, Y, h: float = 1e-6, rtol: float = 1e-6,
-                            sample_weight=None, max_coordinates: int = 2000,
+def finite_difference_check(net: Network, theta: ArrayLike, X: ArrayLike, Y: ArrayLike, h: float = 1e-6,
+                            rtol: float = 1e-6, sample_weight: Optional[ArrayLike] = None, max_coordinates: int = 2000,
                             seed: int = 0) -> FiniteDifferenceCheck:
     """G(θ) against central finite differences of the float64 risk (MATH.md §5, R3).
 
@@ -311,14 +314,14 @@ def finite_difference_check(net: Network, theta, X, Y, h: float = 1e-6, rtol: fl
 
     sides = _sides(offsets)
     crossing = []
-    for n in np.flatnonzero(difference > tolerance):
-        step[coords[n]] = h
+    for far in np.flatnonzero(difference > tolerance):
+        step[coords[far]] = h
         for moved in (theta + step, theta - step):
             if any(not np.array_equal(a, b)
                    for a, b in zip(_sides(_kink_offsets(net, moved, X)), sides)):
-                crossing.append(n)
+                crossing.append(far)
                 break
-        step[coords[n]] = 0.0
+        step[coords[far]] = 0.0
     valid = np.ones(len(coords), bool)
     valid[crossing] = False
     max_error = float(difference[valid].max() / scale) if valid.any() else math.nan
@@ -334,8 +337,8 @@ def finite_difference_check(net: Network, theta, X, Y, h: float = 1e-6, rtol: fl
         reason += (f"; {len(crossing)} coordinate(s) not compared: their step crosses a kink "
                    f"(margin {margin:.3g} too small for h = {h:g}; not a failure of G)")
     if len(wrong):
-        i = coords[wrong[0]]
-        reason = (f"{len(wrong)} coordinate(s) disagree, e.g. i = {i}: G = {G[i]:.10g}, "
+        first = coords[wrong[0]]
+        reason = (f"{len(wrong)} coordinate(s) disagree, e.g. i = {first}: G = {G[first]:.10g}, "
                   f"FD = {fd[wrong[0]]:.10g}; " + reason)
     return FiniteDifferenceCheck(h, int(valid.sum()), net.dim, max_error, margin, 0,
                                  len(crossing), True, not len(wrong), reason)
@@ -362,9 +365,9 @@ class SubgradientCertificate:
     direction: np.ndarray
     witness: str
     K: float
-    eps: tuple
-    steps: tuple
-    errors: tuple
+    eps: tuple[float, ...]
+    steps: tuple[float, ...]
+    errors: tuple[float, ...]
     rate: float
     kink_hits: int
     neurons_shifted: int
@@ -387,12 +390,28 @@ class SubgradientCertificate:
         return "\n".join(lines)
 
 
-def _witness_directions(net: Network, theta, offsets, witness: str):
+class _Witness(TypedDict, total=False):
+    """What a certificate found besides its verdict; what is missing keeps its default."""
+
+    direction: np.ndarray
+    K: float
+    eps: tuple[float, ...]
+    steps: tuple[float, ...]
+    errors: tuple[float, ...]
+    rate: float
+    neurons_shifted: int
+    neurons_rescaled: int
+    finite_differences: Optional[FiniteDifferenceCheck]
+
+
+def _witness_directions(net: Network, theta: np.ndarray, offsets: Sequence[np.ndarray], witness: str
+                        ) -> tuple[Optional[list[tuple[np.ndarray, np.ndarray]]], int, int, Optional[str]]:
     """Per hidden layer (dW, db) of unit size, and the neuron counts; or a reason it fails."""
     act = net.activation
     want = np.where(act.right_sided, 1.0, -1.0)           # + : above the kink, - : below it
     kinks = np.asarray(act.kinks)
-    directions, shifted, rescaled = [], 0, 0
+    directions: list[tuple[np.ndarray, np.ndarray]] = []
+    shifted, rescaled = 0, 0
     for k, ((W, b), off) in enumerate(zip(net.layers(theta), offsets), start=1):
         dW, db = np.zeros_like(W), np.zeros_like(b)
         for j in np.flatnonzero((off == 0).any(axis=(0, 2))):
@@ -418,14 +437,15 @@ def _witness_directions(net: Network, theta, offsets, witness: str):
     return directions, shifted, rescaled, None
 
 
-def _witness_vector(net: Network, directions, K: float) -> np.ndarray:
+def _witness_vector(net: Network, directions: Sequence[tuple[np.ndarray, np.ndarray]], K: float) -> np.ndarray:
     v = np.zeros(net.dim)
     for k, ((dW, db), (Wv, bv)) in enumerate(zip(directions, net.layers(v)), start=1):
         Wv[...], bv[...] = K ** k * dW, K ** k * db
     return v
 
 
-def _pattern_problem(net: Network, theta_eps, X, offsets, K, eps) -> Optional[tuple[str, str]]:
+def _pattern_problem(net: Network, theta_eps: np.ndarray, X: np.ndarray, offsets: Sequence[np.ndarray], K: float,
+                     eps: float) -> Optional[tuple[str, str]]:
     """Why θ_ε is not a valid witness point, as (kind, words); None if it is.
 
     Valid: no kink hit, every former hit strictly on its convention's side, every other
@@ -452,9 +472,10 @@ def _pattern_problem(net: Network, theta_eps, X, offsets, K, eps) -> Optional[tu
     return None
 
 
-def subgradient_certificate(net: Network, theta, X, Y, eps_values: Optional[Sequence[float]] = None,
-                            K: Optional[float] = None, witness: str = "affine",
-                            sample_weight=None) -> SubgradientCertificate:
+def subgradient_certificate(net: Network, theta: ArrayLike, X: ArrayLike, Y: ArrayLike,
+                            eps_values: Optional[Sequence[float]] = None, K: Optional[float] = None,
+                            witness: str = "affine", sample_weight: Optional[ArrayLike] = None
+                            ) -> SubgradientCertificate:
     """Certify G(θ) ∈ ∂L(θ), the limiting Fréchet subdifferential (MATH.md §5, R2).
 
     Computed in float64 (a float32 theta is converted exactly). ``witness`` is "affine" (bias
@@ -477,23 +498,26 @@ def subgradient_certificate(net: Network, theta, X, Y, eps_values: Optional[Sequ
     offsets = _kink_offsets(net, theta, X)
     hits = _hits(offsets)
 
-    def result(passed, reason, **numbers):
-        fields = dict(direction=np.zeros_like(theta), witness=witness, K=math.nan, eps=(),
-                      steps=(), errors=(), rate=math.nan, kink_hits=hits, neurons_shifted=0,
-                      neurons_rescaled=0, finite_differences=None)
-        fields.update(numbers)
-        return SubgradientCertificate(G=G, passed=passed, reason=reason, **fields)
+    def result(passed: bool, reason: str, found: Optional[_Witness] = None) -> SubgradientCertificate:
+        found = found or _Witness()
+        return SubgradientCertificate(
+            G=G, direction=found.get("direction", np.zeros_like(theta)), witness=witness,
+            K=found.get("K", math.nan), eps=found.get("eps", ()), steps=found.get("steps", ()),
+            errors=found.get("errors", ()), rate=found.get("rate", math.nan), kink_hits=hits,
+            neurons_shifted=found.get("neurons_shifted", 0),
+            neurons_rescaled=found.get("neurons_rescaled", 0),
+            finite_differences=found.get("finite_differences"), passed=passed, reason=reason)
 
     if not hits:
         fd = finite_difference_check(net, theta, X, Y, sample_weight=weight)
         return result(fd.passed, "θ hits no kink, so L is C¹ near θ and G(θ) = ∇L(θ) is its "
                       "only limiting subgradient (R3); finite differences: " + fd.reason,
-                      finite_differences=fd)
+                      _Witness(finite_differences=fd))
 
     directions, shifted, rescaled, problem = _witness_directions(net, theta, offsets, witness)
     if problem:
         return result(False, "cannot certify: " + problem)
-    counts = dict(neurons_shifted=shifted, neurons_rescaled=rescaled)
+    assert directions is not None   # _witness_directions gives directions or a problem
     depth = len(offsets)
     free = [np.abs(o[o != 0]) for o in offsets]
     margin = min([float(f.min()) for f in free if f.size] + [1.0])
@@ -502,8 +526,8 @@ def subgradient_certificate(net: Network, theta, X, Y, eps_values: Optional[Sequ
         if eps_values is None:
             top = 0.1 * margin / K_try ** depth
             for _ in range(8):
-                problem = _pattern_problem(net, theta + top * v, X, offsets, K_try, top)
-                if not problem or problem[0] != "eps":
+                trouble = _pattern_problem(net, theta + top * v, X, offsets, K_try, top)
+                if not trouble or trouble[0] != "eps":
                     break
                 top /= 10
             ladder = [top * 10.0 ** -i for i in range(_EPS_DECADES)]
@@ -514,20 +538,22 @@ def subgradient_certificate(net: Network, theta, X, Y, eps_values: Optional[Sequ
         if not problems or K is not None or all(kind != "K" for kind, _ in problems):
             break
     if problems:
-        return result(False, "cannot certify: " + problems[0][1], direction=v, K=K_try,
-                      eps=tuple(ladder), **counts)
+        return result(False, "cannot certify: " + problems[0][1],
+                      _Witness(direction=v, K=K_try, eps=tuple(ladder), neurons_shifted=shifted,
+                               neurons_rescaled=rescaled))
 
     errors = [float(np.linalg.norm(net.gradient(theta + e * v, X, Y, weight) - G)) for e in ladder]
     steps = [e * float(np.linalg.norm(v)) for e in ladder]
     negligible = 1e3 * _rounding_tolerance(np.float64, G)
     fit = [(math.log(e), math.log(err)) for e, err in zip(ladder, errors) if err > negligible]
-    rate = float(np.polyfit(*zip(*fit), 1)[0]) if len(fit) >= 2 else math.inf
-    top = theta + ladder[0] * v
-    fd_margin = _margin(_kink_offsets(net, top, X))
-    fd = finite_difference_check(net, top, X, Y, h=min(1e-6, 1e-2 * fd_margin),
+    rate = float(np.polyfit([x for x, _ in fit], [y for _, y in fit], 1)[0]) if len(fit) >= 2 else math.inf
+    theta_top = theta + ladder[0] * v
+    fd_margin = _margin(_kink_offsets(net, theta_top, X))
+    fd = finite_difference_check(net, theta_top, X, Y, h=min(1e-6, 1e-2 * fd_margin),
                                  sample_weight=weight)
-    numbers = dict(direction=v, K=K_try, eps=tuple(ladder), steps=tuple(steps),
-                   errors=tuple(errors), rate=rate, finite_differences=fd, **counts)
+    numbers = _Witness(direction=v, K=K_try, eps=tuple(ladder), steps=tuple(steps),
+                       errors=tuple(errors), rate=rate, finite_differences=fd,
+                       neurons_shifted=shifted, neurons_rescaled=rescaled)
     if math.isinf(rate):
         first = max(e for e, err in zip(ladder, errors) if err <= negligible)
         trend = f"||∇L(θ_ε) - G(θ)|| <= {negligible:.2g} (rounding) for ε <= {first:.2g}"
@@ -535,13 +561,13 @@ def subgradient_certificate(net: Network, theta, X, Y, eps_values: Optional[Sequ
         trend = f"||∇L(θ_ε) - G(θ)|| ~ ε^{rate:.2f}"
     if rate < _MIN_RATE:
         return result(False, f"{trend}: it does not fall like ε, so ∇L(θ_ε) does not tend to "
-                      "G(θ)", **numbers)
+                      "G(θ)", numbers)
     if not fd.passed:
         return result(False, f"{trend}, but at θ_ε finite differences disagree with ∇L: "
-                      + fd.reason, **numbers)
+                      + fd.reason, numbers)
     return result(True, f"θ_ε hits no kink and keeps the derivative pattern of G(θ) for "
                   f"ε = {ladder[-1]:.2g}..{ladder[0]:.2g}; {trend}; ||θ_ε - θ|| = "
-                  f"{steps[0] / ladder[0]:.3g} ε", **numbers)
+                  f"{steps[0] / ladder[0]:.3g} ε", numbers)
 
 
 # --- kink statistics ----------------------------------------------------------------------------
@@ -552,8 +578,8 @@ class KinkStatistics:
     the first), ||G_left - G_right|| between the all-left and all-right conventions in each
     (it must be 0 when nothing hits a kink), and ||G32 - G64|| / ||G64||."""
 
-    counts32: tuple
-    counts64: tuple
+    counts32: tuple[int, ...]
+    counts64: tuple[int, ...]
     convention_gap32: float
     convention_gap64: float
     float32_vs_float64: float
@@ -569,13 +595,16 @@ class KinkStatistics:
                 f"{self.float32_vs_float64:.3g}")
 
 
-def kink_statistics(net: Network, theta, X, Y, sample_weight=None) -> KinkStatistics:
+def kink_statistics(net: Network, theta: ArrayLike, X: ArrayLike, Y: ArrayLike,
+                    sample_weight: Optional[ArrayLike] = None) -> KinkStatistics:
     """Kink hits per layer, what the one-sided convention changes, float32 against float64.
 
     Passes when the conventions give identical G wherever nothing hits a kink (in both
     precisions); the counts and the float32 difference are reported, not judged.
     """
-    counts, gaps, grads = {}, {}, {}
+    counts: dict[type[np.floating[Any]], tuple[int, ...]] = {}
+    gaps: dict[type[np.floating[Any]], float] = {}
+    grads: dict[type[np.floating[Any]], np.ndarray] = {}
     for dtype in (np.float32, np.float64):
         t, x, y, w = _problem(net, theta, X, Y, sample_weight, dtype)
         # the reference backend computes in float64 only
@@ -626,7 +655,8 @@ class VerificationReport:
         return "\n\n".join(str(p) for p in parts) + f"\n\n{verdict}"
 
 
-def verify(net: Network, theta, X, Y, sample_weight=None) -> VerificationReport:
+def verify(net: Network, theta: ArrayLike, X: ArrayLike, Y: ArrayLike,
+           sample_weight: Optional[ArrayLike] = None) -> VerificationReport:
     """The approximation study, the subgradient certificate, the finite-difference check and
     the kink statistics of ``net`` at θ on (X, Y)."""
     return VerificationReport(
@@ -647,8 +677,8 @@ def parse_activation(text: str) -> activations.Activation:
     name, args = match.groups()
     if args is None:
         return activations.get(name)
-    constructors = {"leaky_relu": activations.leaky_relu, "hardtanh": activations.hardtanh,
-                    "clip": activations.clip}
+    constructors: dict[str, Callable[..., activations.Activation]] = {
+        "leaky_relu": activations.leaky_relu, "hardtanh": activations.hardtanh, "clip": activations.clip}
     if name not in constructors:
         raise ValueError(f"activation {name!r} takes no parameters; parameters are for "
                          f"{', '.join(constructors)}")
@@ -659,7 +689,7 @@ def parse_activation(text: str) -> activations.Activation:
     return constructors[name](*params)
 
 
-def parse_convention(text: Optional[str]):
+def parse_convention(text: Optional[str]) -> activations.Convention:
     """None, "left", "right", a number, or comma-separated numbers (one per kink)."""
     if text is None or text in ("left", "right"):
         return text
@@ -672,7 +702,7 @@ def parse_convention(text: Optional[str]):
 
 
 def example_problem(net: Network, data: str, samples: int, seed: int = 0,
-                    dtype=np.float64):
+                    dtype: DTypeLike = np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(θ, X, Y) for trying the checks.
 
     ``data="kink"``: integers in [-2, 2] for θ and X (and Y), so that many pre-activations are

@@ -94,6 +94,7 @@ inline void gemm_rows(int64_t rows, const T* A, std::ptrdiff_t a_row, std::ptrdi
 // contiguous memory instead of one cache line per row of B, 4 KiB apart (no prefetch across
 // pages). Below these sizes the copy costs more than it saves.
 constexpr int64_t kPackMinRows = 16, kPackMinDepth = 64;
+constexpr bool packs(int64_t rows, int64_t K) { return rows >= kPackMinRows && K >= kPackMinDepth; }
 
 // All rows of C = A B for the columns [c_begin, c_end) (multiples of gemm_step); `pack` is
 // scratch for K x (c_end - c_begin) values, or null.
@@ -101,7 +102,7 @@ template <class T, class Epilogue>
 inline void gemm_columns(const T* A, std::ptrdiff_t a_row, std::ptrdiff_t a_col, int64_t rows,
                          int64_t K, const T* B, std::ptrdiff_t ldb, int64_t c_begin, int64_t c_end,
                          const Epilogue& epi, T* pack) {
-    Panels<T> panels{B, ldb, c_begin, K, pack && rows >= kPackMinRows && K >= kPackMinDepth};
+    Panels<T> panels{B, ldb, c_begin, K, pack && packs(rows, K)};
     if (panels.packed) {
         for (int64_t c = c_begin; c < c_end; c += gemm_step<T>) {
             T* panel = pack + (c - c_begin) * K;
@@ -196,7 +197,7 @@ struct BlockPlan {
     T* Z[65];                              // Z[k] for k = 1..L: pre-activations, then deltas
     T* H[65];                              // H[k] for k = 1..L-1; H[0] = input
     double* losses;                        // per sample of the block
-    T* pack;                               // per thread: max width x kChunk values for packing
+    T* pack;                               // per thread: packing scratch (see pack_depth)
     int64_t pack_stride;
 
     BlockPlan(const NetSpec& net, int64_t M) : L(net.n_layers) {
@@ -210,9 +211,16 @@ struct BlockPlan {
         // Rows 4 KiB apart map to the same L1 sets, and the kernels read down columns across
         // rows: a power-of-two leading dimension thrashed L1.
         if ((ld * int64_t(sizeof(T))) % 1024 == 0) ld += gemm_step<T>;
-        int64_t max_width = 0;
-        for (int64_t k = 0; k <= L; ++k) max_width = max_of(max_width, net.widths[k]);
-        pack_stride = round_up(max_width * kChunk, lanes<T>);
+        // Scratch only for the products that pack: forward layer k (l_k rows, depth l_{k-1}) and
+        // backward into layer k-1 (l_{k-1} rows, depth l_k), each over at most one chunk of
+        // columns. Sizing it by the widest layer instead cost width x 64 x threads values even
+        // where nothing packs: 5 GB a thread for widths (1, 10^7, 1) in float64.
+        int64_t pack_depth = 0;
+        for (int64_t k = 1; k <= L; ++k) {
+            if (packs(net.widths[k], net.widths[k - 1])) pack_depth = max_of(pack_depth, net.widths[k - 1]);
+            if (k >= 2 && packs(net.widths[k - 1], net.widths[k])) pack_depth = max_of(pack_depth, net.widths[k]);
+        }
+        pack_stride = round_up(pack_depth * min_of(kChunk, ld), lanes<T>);
         const int64_t pack_elements = pack_stride * num_threads();
         char* base = static_cast<char*>(thread_workspace(size_t(per_sample * ld + pack_elements) * sizeof(T) +
                                                          size_t(block) * sizeof(double)));
