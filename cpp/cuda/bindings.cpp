@@ -8,6 +8,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,24 +36,33 @@ Buffer allocate(std::size_t bytes) { return Buffer(device_alloc(bytes), device_f
 
 // The result type for device inputs: a C-contiguous (or column-sliced) float array in device
 // memory that any DLPack consumer takes without a copy (torch.from_dlpack, cupy.from_dlpack,
-// jax.dlpack.from_dlpack), and np.asarray copies to the host.
+// jax.dlpack.from_dlpack), and np.asarray copies to the host. The host emulation makes them in
+// host memory (DLPack device CPU), so that the DLPack code is tested without a GPU.
 struct DeviceArray {
     Buffer buffer;
     std::size_t byte_offset = 0;
     std::vector<int64_t> shape, strides;  // strides in elements
     int bits = 64;
+    DLDeviceType device_type = kDLCUDA;
     int device = 0;
 
-    static DeviceArray make(std::vector<int64_t> shape, int bits) {
+    static DeviceArray make(std::vector<int64_t> shape, int bits, bool on_host) {
         DeviceArray a;
         int64_t count = 1;
         for (int64_t n : shape) count *= n;
-        a.buffer = allocate(std::size_t(count) * bits / 8);
+        const std::size_t bytes = std::size_t(count) * bits / 8;
+        if (on_host) {
+            a.buffer = Buffer(std::malloc(bytes ? bytes : 1), std::free);
+            if (!a.buffer) throw std::bad_alloc();
+            a.device_type = kDLCPU;
+        } else {
+            a.buffer = allocate(bytes);
+            a.device = current_device();
+        }
         a.shape = std::move(shape);
         a.strides.assign(a.shape.size(), 1);
         for (int i = int(a.shape.size()) - 2; i >= 0; --i) a.strides[i] = a.strides[i + 1] * a.shape[i + 1];
         a.bits = bits;
-        a.device = current_device();
         return a;
     }
     template <class T>
@@ -83,7 +95,7 @@ py::capsule to_dlpack(const DeviceArray& a) {
     DLTensor& t = e->tensor.dl_tensor;
     t.data = a.buffer.get();
     t.byte_offset = a.byte_offset;
-    t.device = {kDLCUDA, a.device};
+    t.device = {a.device_type, a.device};
     t.ndim = int32_t(a.shape.size());
     t.dtype = {uint8_t(kDLFloat), uint8_t(a.bits), 1};
     t.shape = e->array.shape.data();
@@ -132,35 +144,49 @@ bool is_device_array(const py::handle& obj) {
     return !py::isinstance<py::array>(obj) && py::hasattr(obj, "__dlpack_device__");
 }
 
+// Device arrays live in CUDA memory, or, for the host emulation, in CPU memory.
+bool usable_device_type(int type, bool emulate) {
+    return emulate ? type == kDLCPU : type == kDLCUDA || type == kDLCUDAManaged;
+}
+
 Source source(const py::handle& obj, const char* name, bool emulate) {
     Source s{py::reinterpret_borrow<py::object>(obj)};
     if (py::isinstance<py::array>(obj)) return s;
     if (py::isinstance<DeviceArray>(obj)) {
-        if (emulate) throw py::type_error(std::string(name) + " must be a numpy array (the host emulation runs on the CPU)");
         s.own = &obj.cast<const DeviceArray&>();
+        if (!usable_device_type(s.own->device_type, emulate))
+            throw py::type_error(std::string(name) + " is a DeviceArray of " + (emulate ? "the GPU" : "the host emulation") +
+                                 (emulate ? "; the host emulation takes host arrays" : "; the GPU takes GPU arrays"));
         return s;
     }
     if (!py::hasattr(obj, "__dlpack_device__"))
         throw py::type_error(std::string(name) + " must be a numpy array or a CUDA device array (an object with "
                              "__dlpack__, such as a CuPy array or a PyTorch or JAX array on the GPU), got " +
                              py::str(py::type::of(obj)).cast<std::string>());
-    if (emulate) throw py::type_error(std::string(name) + " must be a numpy array (the host emulation runs on the CPU)");
     const auto device = obj.attr("__dlpack_device__")().cast<std::pair<int, int>>();
-    if (device.first != kDLCUDA && device.first != kDLCUDAManaged)
+    if (!usable_device_type(device.first, emulate)) {
+        if (emulate)
+            throw py::type_error(std::string(name) + " is a DLPack array on device type " + std::to_string(device.first) +
+                                 "; the host emulation takes NumPy arrays or DLPack arrays on the CPU");
         throw py::type_error(std::string(name) + " is a DLPack array on device type " + std::to_string(device.first) +
                              (device.first == kDLCPU ? " (the CPU)" : "") +
                              "; backend='cuda' takes NumPy arrays (copied to the GPU) or CUDA device arrays");
+    }
     if (device.first == kDLCUDA && device.second != current_device())
         throw py::value_error(std::string(name) + " is on cuda:" + std::to_string(device.second) +
                               " but gengrad computes on cuda:" + std::to_string(current_device()));
     py::object capsule;
-    try {
-        // stream 1: the legacy default stream, on which gengrad computes; the producer orders
-        // its pending work on the array before it
-        capsule = obj.attr("__dlpack__")(py::arg("stream") = 1);
-    } catch (py::error_already_set& error) {
-        if (!error.matches(PyExc_TypeError)) throw;
-        capsule = obj.attr("__dlpack__")();
+    if (emulate) {
+        capsule = obj.attr("__dlpack__")();  // CPU arrays take no stream
+    } else {
+        try {
+            // stream 1: the legacy default stream, on which gengrad computes; the producer
+            // orders its pending work on the array before it
+            capsule = obj.attr("__dlpack__")(py::arg("stream") = 1);
+        } catch (py::error_already_set& error) {
+            if (!error.matches(PyExc_TypeError)) throw;
+            capsule = obj.attr("__dlpack__")();
+        }
     }
     auto* tensor = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule.ptr(), "dltensor"));
     if (!tensor) throw py::error_already_set();
@@ -244,8 +270,11 @@ Input<T> input(const Source& s, const char* name, const std::vector<int64_t>& sh
     int64_t n = 1;
     for (int64_t e : in.shape) n *= e;
     if (!scan) return in;
-    int64_t bad;
-    {
+    int64_t bad = -1;
+    if (emulate) {
+        for (int64_t i = 0; i < n && bad < 0; ++i)
+            if (!std::isfinite(in.data[i]) || (nonnegative && in.data[i] < 0)) bad = i;
+    } else {
         py::gil_scoped_release release;
         bad = first_bad(in.data, n, nonnegative);
     }
@@ -283,11 +312,8 @@ Output<T> output(const std::vector<int64_t>& shape, bool device_result, bool emu
     o.bytes = std::size_t(count) * sizeof(T);
     if (!out.is_none()) {
         if (is_device_array(out)) {
-            if (emulate) throw py::type_error("out must be a numpy array (the host emulation runs on the CPU)");
-            Source s = source(out, "out", false);
-            if (s.dl && s.dl->tensor->dl_tensor.dtype.bits != 8 * sizeof(T))
-                throw py::type_error("out must have the dtype of theta");
-            Input<T> view = input<T>(s, "out", shape, false, false, false);
+            Source s = source(out, "out", emulate);
+            Input<T> view = input<T>(s, "out", shape, emulate, false, false);
             o.data = const_cast<T*>(view.data);
             for (const void* p : inputs)
                 if (p == o.data) throw py::value_error("out must not share memory with the inputs");
@@ -313,7 +339,7 @@ Output<T> output(const std::vector<int64_t>& shape, bool device_result, bool emu
         return o;
     }
     if (device_result) {
-        DeviceArray d = DeviceArray::make(shape, 8 * sizeof(T));
+        DeviceArray d = DeviceArray::make(shape, 8 * sizeof(T), emulate);
         o.data = d.data<T>();
         o.result = py::cast(std::move(d));
         return o;
@@ -510,9 +536,12 @@ private:
 py::object numpy_copy(const DeviceArray& a, const py::object& dtype) {
     if (!a.contiguous()) throw py::value_error("a column slice of a DeviceArray is copied with DLPack (e.g. torch.from_dlpack)");
     py::array host = a.bits == 32 ? py::array(py::array_t<float>(a.shape)) : py::array(py::array_t<double>(a.shape));
-    {
+    const std::size_t bytes = std::size_t(a.size()) * a.bits / 8;
+    if (a.device_type == kDLCPU) {
+        std::memcpy(host.mutable_data(), a.data<char>(), bytes);
+    } else {
         py::gil_scoped_release release;
-        copy_to_host(host.mutable_data(), a.data<char>(), std::size_t(a.size()) * a.bits / 8);
+        copy_to_host(host.mutable_data(), a.data<char>(), bytes);
     }
     return dtype.is_none() ? py::object(host) : py::object(host.attr("astype")(dtype));
 }
@@ -532,11 +561,14 @@ PYBIND11_MODULE(_cuda, m) {
                               const py::object&) { return to_dlpack(a); },
              py::kw_only(), py::arg("stream") = py::none(), py::arg("max_version") = py::none(),
              py::arg("dl_device") = py::none(), py::arg("copy") = py::none())
-        .def("__dlpack_device__", [](const DeviceArray& a) { return py::make_tuple(int(kDLCUDA), a.device); })
+        .def("__dlpack_device__", [](const DeviceArray& a) { return py::make_tuple(int(a.device_type), a.device); })
         .def("__array__", [](const DeviceArray& a, const py::object& dtype, const py::object&) { return numpy_copy(a, dtype); },
              py::arg("dtype") = py::none(), py::arg("copy") = py::none())
         // the column slice [:, start:stop] of a matrix, sharing the buffer (Network.pre_activations)
-        .def("__getitem__", [](const DeviceArray& a, const py::tuple& index) {
+        .def("__getitem__", [](const DeviceArray& a, const py::object& key) {
+            if (!py::isinstance<py::tuple>(key))
+                throw py::index_error("a DeviceArray supports only the column slices [:, start:stop] of a matrix");
+            const auto index = key.cast<py::tuple>();
             if (a.shape.size() != 2 || index.size() != 2 || !py::isinstance<py::slice>(index[0]) ||
                 !py::isinstance<py::slice>(index[1]))
                 throw py::index_error("a DeviceArray supports only the column slices [:, start:stop] of a matrix");
@@ -553,7 +585,7 @@ PYBIND11_MODULE(_cuda, m) {
         })
         .def("__repr__", [](const DeviceArray& a) {
             return "DeviceArray(shape=" + gengrad::python::shape_text(a.shape) + ", dtype=float" + std::to_string(a.bits) +
-                   ", device=cuda:" + std::to_string(a.device) + ")";
+                   ", device=" + (a.device_type == kDLCPU ? std::string("cpu") : "cuda:" + std::to_string(a.device)) + ")";
         });
     py::class_<Model>(m, "Model")
         .def(py::init<std::vector<int64_t>, int, std::vector<double>, std::vector<double>, double, std::vector<bool>, int, bool>(),
