@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import gengrad
-from gengrad import reference as R
 from conftest import kink_problem, random_problem, relative_error
+from gengrad import reference as R
 
 BUILT = gengrad.cuda.built()
 NO_DEVICE = gengrad.cuda.unavailable()
