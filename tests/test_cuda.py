@@ -180,6 +180,50 @@ def test_emulated_model_checks_its_inputs_like_the_core():
     assert model.risk_gradient(theta, X, Y, None, 0, 0.0, True, out)[1] is out
 
 
+# Wide enough that a tile's activations exceed the fused kernel's shared-memory budget (more than
+# ~357 scratch rows in float32): the layer-by-layer path (layered.hpp).
+WIDE = (5, 100, 90, 3)
+
+
+@pytest.fixture(params=[0, 40 * 388], ids=["one-chunk", "chunks"])
+def chunking(request):
+    """The layered path with its default chunks, and with 40 samples per chunk."""
+    from gengrad import _cuda
+    _cuda._set_chunk_elements(request.param)
+    yield request.param
+    _cuda._set_chunk_elements(0)
+
+
+@needs_module
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("loss", ["squared_error", "cross_entropy"])
+@pytest.mark.parametrize("data", ["random", "kink"])
+@pytest.mark.parametrize("activation", ["relu", "hardtanh", "gelu"])
+def test_emulated_layered_path_agrees_with_the_reference(dtype, loss, data, activation, chunking):
+    n, M = 3, 130
+    ensemble = gengrad.Ensemble(WIDE, n, activation, loss=loss)
+    thetas, X, Y, weight = _ensemble_problem(WIDE, n, M, dtype, loss, data, True, dtype == np.float64)
+    model = emulated(ensemble.network)
+    risks, G = model.ensemble_risk_gradient(thetas, X, Y, weight, 0, 0.0, True, None)
+    act = ensemble.network.activation
+    for i in range(n):
+        t, x, y = (a.astype(np.float64) for a in (thetas[i], X[i], Y[i]))
+        w = None if weight is None else weight[i].astype(np.float64)
+        assert relative_error(risks[i], R.risk(t, WIDE, act, x, y, loss, w)) <= TOLERANCE[dtype]
+        assert relative_error(G[i], R.generalized_gradient(t, WIDE, act, x, y, loss, w)) <= TOLERANCE[dtype] * 10
+    net = ensemble.network
+    Z = model.pre_activations(thetas[0], X[0], 2)
+    Z_ref = np.hstack(R.pre_activations(thetas[0].astype(np.float64), WIDE, act, X[0].astype(np.float64))[1:])
+    assert relative_error(Z, Z_ref) <= TOLERANCE[dtype]
+    if data == "kink":
+        np.testing.assert_array_equal(model.kink_counts(thetas[0], X[0]), net._core.kink_counts(thetas[0], X[0]))
+    r = 2.0
+    G_r = model.risk_gradient(thetas[0], X[0], Y[0], None, 1, r, True, None)[1]
+    G_r_ref = R.approx_gradient(thetas[0].astype(np.float64), WIDE, act, X[0].astype(np.float64),
+                                Y[0].astype(np.float64), r, "cubic", loss)
+    assert relative_error(G_r, G_r_ref) <= TOLERANCE[dtype] * 10
+
+
 # --- DLPack, with PyTorch CPU tensors standing in for device arrays (the emulation's device) --
 
 @needs_module

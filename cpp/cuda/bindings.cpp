@@ -599,6 +599,8 @@ PYBIND11_MODULE(_cuda, m) {
         .def("kink_counts", &Model::kink_counts, py::arg("theta"), py::arg("X"))
         .def("ensemble_risk_gradient", &Model::ensemble_risk_gradient, py::arg("thetas"), py::arg("X"), py::arg("Y"),
              py::arg("sample_weight"), py::arg("family"), py::arg("r"), py::arg("want_gradient"), py::arg("out"));
+    m.def("_set_chunk_elements", &set_chunk_elements, py::arg("elements"),
+          "For tests: the scratch budget that sets the layer-by-layer path's samples per chunk (0: default)");
     m.def("is_device_array", [](const py::handle& obj) { return is_device_array(obj); }, py::arg("obj"));
     m.def("device_count", []() {
         std::string why;

@@ -1,15 +1,18 @@
-// The CUDA kernels and their host-side drivers: the fused network kernel of fused.hpp launched
-// on the device, or its phases run on the CPU (emulate = true: the same code, thread after
-// thread, which is how the kernels' arithmetic is tested without a GPU).
+// The CUDA kernels and their host-side drivers: the fused network kernel of fused.hpp for
+// networks whose tile fits in shared memory, the layer-by-layer steps of layered.hpp for the
+// others; launched on the device, or run on the CPU (emulate = true: the same code, thread after
+// thread or item after item, which is how the kernels' arithmetic is tested without a GPU).
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "gengrad/fused.hpp"
+#include "gengrad/layered.hpp"
 #include "launch.hpp"
 
 namespace gengrad {
@@ -155,6 +158,36 @@ __global__ void first_bad_kernel(const T* p, int64_t n, bool negative_too, unsig
         if (!isfinite(p[i]) || (negative_too && p[i] < 0)) atomicMin(first, static_cast<unsigned long long>(i));
 }
 
+// The layered path's chunk budget (set_chunk_elements).
+std::atomic<int64_t> g_chunk_elements{kChunkElements};
+
+// The layered path's launches: one thread per item, a grid-stride loop over the items.
+template <class Step>
+__global__ void items_kernel(const Step step, int64_t count) {
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
+        step(i);
+}
+
+struct DeviceRun {
+    template <class Step>
+    void operator()(const Step& step) const {
+        const int64_t count = step.count();
+        if (count == 0) return;
+        const int64_t threads = 128, blocks = std::min<int64_t>((count + threads - 1) / threads, int64_t(1) << 20);
+        items_kernel<Step><<<unsigned(blocks), unsigned(threads)>>>(step, count);
+        check(cudaGetLastError(), "items_kernel");
+    }
+};
+
+// Items are independent within a step (each writes its own outputs), so any order computes
+// what the device does.
+struct HostRun {
+    template <class Step>
+    void operator()(const Step& step) const {
+        for (int64_t i = 0; i < step.count(); ++i) step(i);
+    }
+};
+
 // Device memory released at the end of the scope (allocated from the stream-ordered pool, so
 // repeated calls do not pay for cudaMalloc).
 template <class T>
@@ -233,9 +266,61 @@ void risk_gradient_host(const Arch& a, const Act& act, const Tiling& tiling, Pro
             reduce_item(tiling, a.d, grad_slots.data(), risk_slots.data(), i, grads, risks);
 }
 
+// Network after network, chunk after chunk, step after step (on the device: in stream order).
+template <class T, class Act, class Run>
+void layered_risk_gradient(const Arch& a, const Act& act, const Chunking& ch, const T* thetas, int64_t n,
+                           const EnsembleBatch<T>& b, double* risks, T* grads, T* Z, double* losses, const Run& run) {
+    for (int64_t net = 0; net < n; ++net)
+        for (int64_t i = 0; i < ch.chunks; ++i) {
+            const int64_t m0 = i * ch.chunk;
+            const Layered<T, Act> s{act, a.loss, b.M, ch.ld, a.widths[0], a.widths[a.L], a.z_row[a.L],
+                                    thetas + net * a.d, b.X + net * b.x_stride, b.Y + net * b.y_stride,
+                                    b.weight ? b.weight + net * b.weight_stride : nullptr, Z, losses,
+                                    grads ? grads + net * a.d : nullptr, risks + net, m0,
+                                    std::min(ch.chunk, b.M - m0), i == 0};
+            layered_chunk(a, s, run);
+        }
+}
+
+template <class T, class Act>
+void layered_risk_gradient(const Arch& a, const Act& act, const T* thetas, int64_t n, const EnsembleBatch<T>& b,
+                           double* risks, T* grads, bool emulate) {
+    const Chunking ch = Chunking::make(a, b.M, g_chunk_elements);
+    const std::size_t scratch = std::size_t(a.rows * ch.ld);
+    if (emulate) {
+        std::vector<T> Z(scratch);
+        std::vector<double> losses(std::size_t(ch.chunk));
+        layered_risk_gradient(a, act, ch, thetas, n, b, risks, grads, Z.data(), losses.data(), HostRun{});
+        return;
+    }
+    Scratch<T> Z(scratch);
+    Scratch<double> losses(std::size_t(ch.chunk));
+    layered_risk_gradient(a, act, ch, thetas, n, b, risks, grads, Z.p, losses.p, DeviceRun{});
+    check_launch("layered steps");
+}
+
+template <class T, class Act>
+void layered_pre_activations(const Arch& a, const Act& act, const T* theta, const T* X, int64_t M, int64_t first,
+                             T* out, bool emulate) {
+    const Chunking ch = Chunking::make(a, M, g_chunk_elements);
+    const std::size_t scratch = std::size_t(a.rows * ch.ld);
+    std::vector<T> host_Z(emulate ? scratch : 0);
+    Scratch<T> device_Z(emulate ? 0 : scratch);
+    for (int64_t i = 0; i < ch.chunks; ++i) {
+        const int64_t m0 = i * ch.chunk;
+        const Layered<T, Act> s{act, a.loss, M, ch.ld, a.widths[0], a.widths[a.L], a.z_row[a.L], theta, X,
+                                nullptr, nullptr, emulate ? host_Z.data() : device_Z.p, nullptr, nullptr, nullptr,
+                                m0, std::min(ch.chunk, M - m0), i == 0};
+        if (emulate) layered_forward_chunk(a, s, first, out, HostRun{});
+        else layered_forward_chunk(a, s, first, out, DeviceRun{});
+    }
+    if (!emulate) check_launch("layered forward steps");
+}
+
 template <class T, class Act>
 void pre_activations_run(const Arch& a, const Act& act, const T* theta, const T* X, int64_t M, int64_t first, T* out,
                          bool emulate) {
+    if (!fused_fits<T>(a)) return layered_pre_activations(a, act, theta, X, M, first, out, emulate);
     const Tiling tiling = Tiling::make(1, M, a.d);
     Problem<T> p{theta, {X, nullptr, nullptr, M, 0, 0, 0}, false, nullptr, nullptr};
     if (emulate) {
@@ -312,6 +397,8 @@ void copy_on_device(void* dst, const void* src, std::size_t bytes) {
     if (bytes) check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "copy on the device");
 }
 
+void set_chunk_elements(int64_t elements) { g_chunk_elements = elements > 0 ? elements : kChunkElements; }
+
 void synchronize() { check(cudaStreamSynchronize(0), "synchronize"); }
 
 template <class T>
@@ -335,7 +422,8 @@ void risk_gradient(const NetSpec& net, Approximation approx, const T* thetas, in
     const Tiling tiling = Tiling::make(n, batch.M, a.d);
     const Problem<T> p{thetas, batch, grads != nullptr, nullptr, nullptr};
     with_activation<T>(net, approx, [&](const auto& act) {
-        if (emulate) risk_gradient_host(a, act, tiling, p, risks, grads);
+        if (!fused_fits<T>(a)) layered_risk_gradient(a, act, thetas, n, batch, risks, grads, emulate);
+        else if (emulate) risk_gradient_host(a, act, tiling, p, risks, grads);
         else risk_gradient_device(a, act, tiling, p, risks, grads);
     });
 }

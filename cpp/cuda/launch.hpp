@@ -27,6 +27,11 @@ void copy_on_device(void* dst, const void* src, std::size_t bytes);
 // Waits for everything gengrad queued (on the legacy default stream).
 void synchronize();
 
+// The samples per chunk of the layer-by-layer path follow from a budget of scratch elements
+// (default kChunkElements in layered.hpp; 0 restores it). For tests: several chunks on small
+// problems. Changes the order of summation, hence results by rounding.
+void set_chunk_elements(int64_t elements);
+
 // The first flat index in p[0..n) (device memory) holding NaN or Inf, or a negative value when
 // `negative_too`; -1 if none.
 template <class T>

@@ -158,17 +158,11 @@ struct WorkItem {
         T* Zl = row(a.z_row[a.L]);
         const T* Y = p.batch.Y + net * p.batch.y_stride;
         for (int64_t c = t; c < S; c += nt) {
-            double loss = 0;
-            if (c >= valid) {
-                for (int64_t j = 0; j < out; ++j) Zl[j * ld + c] = 0;
-            } else if (a.loss == LossKind::squared_error) {
-                const T w = weight_of(m0 + c);
-                for (int64_t j = 0; j < out; ++j)
-                    Zl[j * ld + c] = squared_error_term(Zl[j * ld + c], Y[(m0 + c) * out + j], w, loss);
+            if (c < valid) {
+                losses[c] = sample_loss_delta(a.loss, Zl + c, ld, Y + (m0 + c) * out, weight_of(m0 + c), out);
             } else {
-                loss = cross_entropy_loss(Zl + c, ld, Y + (m0 + c) * out, weight_of(m0 + c), out, true);
+                for (int64_t j = 0; j < out; ++j) Zl[j * ld + c] = 0;
             }
-            losses[c] = loss;
         }
     }
 

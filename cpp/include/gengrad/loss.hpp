@@ -44,6 +44,16 @@ GENGRAD_HD inline T squared_error_term(T z, T y, T weight, double& loss) {
     return 2 * weight * diff;
 }
 
+// The loss of one sample whose n outputs lie at z[0], z[stride], ..., overwritten by
+// weight * dloss/dz: the per-sample form the CUDA kernels use.
+template <class T>
+GENGRAD_HD double sample_loss_delta(LossKind kind, T* z, std::ptrdiff_t stride, const T* y, T weight, int64_t n) {
+    if (kind == LossKind::cross_entropy) return cross_entropy_loss(z, stride, y, weight, n, true);
+    double loss = 0;
+    for (int64_t j = 0; j < n; ++j) z[j * stride] = squared_error_term(z[j * stride], y[j], weight, loss);
+    return loss;
+}
+
 // The losses of the samples in columns [c0, c1) of a block of outputs Z (n_out rows, leading
 // dimension ld, feature-major), with targets Y (one row per column, sample-major) and masses
 // weight (null: every sample weighs `uniform`); when `delta` is set, overwrites Z with
