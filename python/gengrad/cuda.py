@@ -10,6 +10,7 @@ without a copy and ``np.asarray`` copies to the host.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
@@ -19,11 +20,13 @@ if TYPE_CHECKING:
 
 try:
     from . import _cuda
-except ImportError as error:  # built without a CUDA compiler
+except ImportError as error:
     _cuda = None  # type: ignore[assignment]
-    _IMPORT_ERROR: Optional[str] = str(error)
+    # No extension file: built without a CUDA compiler. A file that does not load: say why.
+    _FILES = [p for p in Path(__file__).parent.glob("_cuda*") if p.suffix in (".so", ".pyd")]
+    _BROKEN: Optional[str] = str(error) if _FILES else None
 else:
-    _IMPORT_ERROR = None
+    _BROKEN = None
 
 #: DLPack device types whose memory the kernels read: CUDA and CUDA managed memory
 _CUDA_DEVICE_TYPES = (2, 13)
@@ -36,9 +39,11 @@ def built() -> bool:
 
 def unavailable() -> Optional[str]:
     """None when backend="cuda" can run here; otherwise the reason."""
+    if _cuda is None and _BROKEN is not None:
+        return f"gengrad._cuda does not load: {_BROKEN}"
     if _cuda is None:
         return ("gengrad was built without the CUDA backend (no CUDA compiler was found when it was "
-                f"installed; see GENGRAD_CUDA in the README): {_IMPORT_ERROR}")
+                "installed; see GENGRAD_CUDA in the README)")
     info = _cuda.build_info()
     if info["devices"] == 0:
         return f"no CUDA device is usable: {info['unavailable']}"
