@@ -180,14 +180,15 @@ def test_emulated_model_checks_its_inputs_like_the_core():
     assert model.risk_gradient(theta, X, Y, None, 0, 0.0, True, out)[1] is out
 
 
-# Wide enough that a tile's activations exceed the fused kernel's shared-memory budget (more than
-# ~357 scratch rows in float32): the layer-by-layer path (layered.hpp).
-WIDE = (5, 100, 90, 3)
+# The fused kernel takes tiles of 64, 32 or 16 samples, the most whose scratch (input + 2 x hidden
+# + output rows) fits 95 KiB; wider nets take the layer-by-layer path (layered.hpp).
+MEDIUM = (3, 120, 100, 2)   # 445 rows: tiles of 32 samples in float32, 16 in float64
+WIDE = (2, 360, 360, 2)     # 1444 rows: the layered path in both
 
 
-@pytest.fixture(params=[0, 40 * 388], ids=["one-chunk", "chunks"])
+@pytest.fixture(params=[0, 10 * 1444], ids=["one-chunk", "chunks"])
 def chunking(request):
-    """The layered path with its default chunks, and with 40 samples per chunk."""
+    """The layered path with its default chunks, and with 8 samples per chunk."""
     from gengrad import _cuda
     _cuda._set_chunk_elements(request.param)
     yield request.param
@@ -198,9 +199,26 @@ def chunking(request):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("loss", ["squared_error", "cross_entropy"])
 @pytest.mark.parametrize("data", ["random", "kink"])
+def test_emulated_smaller_tiles_agree_with_the_reference(dtype, loss, data):
+    n, M = 2, 70
+    ensemble = gengrad.Ensemble(MEDIUM, n, "relu", loss=loss)
+    thetas, X, Y, weight = _ensemble_problem(MEDIUM, n, M, dtype, loss, data, True, dtype == np.float64)
+    risks, G = emulated(ensemble.network).ensemble_risk_gradient(thetas, X, Y, weight, 0, 0.0, True, None)
+    act = ensemble.network.activation
+    for i in range(n):
+        t, x, y = (a.astype(np.float64) for a in (thetas[i], X[i], Y[i]))
+        w = None if weight is None else weight[i].astype(np.float64)
+        assert relative_error(risks[i], R.risk(t, MEDIUM, act, x, y, loss, w)) <= TOLERANCE[dtype]
+        assert relative_error(G[i], R.generalized_gradient(t, MEDIUM, act, x, y, loss, w)) <= TOLERANCE[dtype] * 10
+
+
+@needs_module
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("loss", ["squared_error", "cross_entropy"])
+@pytest.mark.parametrize("data", ["random", "kink"])
 @pytest.mark.parametrize("activation", ["relu", "hardtanh", "gelu"])
 def test_emulated_layered_path_agrees_with_the_reference(dtype, loss, data, activation, chunking):
-    n, M = 3, 130
+    n, M = 2, 30
     ensemble = gengrad.Ensemble(WIDE, n, activation, loss=loss)
     thetas, X, Y, weight = _ensemble_problem(WIDE, n, M, dtype, loss, data, True, dtype == np.float64)
     model = emulated(ensemble.network)

@@ -57,7 +57,7 @@ Placement place(const Arch& a, const Tiling& tiling, int device) {
     int limit = 0;
     check(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "shared memory limit");
     const std::size_t budget = std::size_t(limit) - sizeof(Arch);
-    const std::size_t losses = Tiling::kSamples * sizeof(double);
+    const std::size_t losses = Tiling::kMaxSamples * sizeof(double);
     const std::size_t scratch = std::size_t(tiling.scratch_elements(a)) * sizeof(T);
     const std::size_t theta = std::size_t(a.d) * sizeof(T);
     Placement p{losses + scratch <= budget, false, losses};
@@ -99,7 +99,7 @@ template <class T>
 __device__ BlockMemory<T> block_memory(unsigned char* shared, const Placement& place, int64_t scratch_elements,
                                        T* scratch_global) {
     BlockMemory<T> m{reinterpret_cast<double*>(shared), nullptr, nullptr};
-    T* next = reinterpret_cast<T*>(shared + Tiling::kSamples * sizeof(double));
+    T* next = reinterpret_cast<T*>(shared + Tiling::kMaxSamples * sizeof(double));
     if (place.scratch_shared) {
         m.scratch = next;
         next += scratch_elements;
@@ -254,7 +254,7 @@ void risk_gradient_host(const Arch& a, const Act& act, const Tiling& tiling, Pro
     p.grad_slots = reduce ? grad_slots.data() : grads;
     p.risk_slots = reduce ? risk_slots.data() : risks;
     std::vector<T> scratch(std::size_t(tiling.scratch_elements(a)));
-    std::vector<double> losses(Tiling::kSamples);
+    std::vector<double> losses(Tiling::kMaxSamples);
     for (int64_t item = 0; item < tiling.work_items(); ++item) {
         const int64_t net = item / tiling.groups;
         const WorkItem<T, Act> w{a, act, tiling, p, net, item % tiling.groups, p.thetas + net * a.d,
@@ -321,11 +321,11 @@ template <class T, class Act>
 void pre_activations_run(const Arch& a, const Act& act, const T* theta, const T* X, int64_t M, int64_t first, T* out,
                          bool emulate) {
     if (!fused_fits<T>(a)) return layered_pre_activations(a, act, theta, X, M, first, out, emulate);
-    const Tiling tiling = Tiling::make(1, M, a.d);
+    const Tiling tiling = Tiling::make(a, sizeof(T), 1, M);
     Problem<T> p{theta, {X, nullptr, nullptr, M, 0, 0, 0}, false, nullptr, nullptr};
     if (emulate) {
         std::vector<T> scratch(std::size_t(tiling.scratch_elements(a)));
-        std::vector<double> losses(Tiling::kSamples);
+        std::vector<double> losses(Tiling::kMaxSamples);
         const ForwardItem<T, Act> f{{a, act, tiling, p, 0, 0, theta, scratch.data(), losses.data()}, first, out};
         for (int64_t tile = 0; tile < tiling.tiles; ++tile) f.run(tile, HostEach{});
         return;
@@ -419,11 +419,11 @@ template <class T>
 void risk_gradient(const NetSpec& net, Approximation approx, const T* thetas, int64_t n,
                    const EnsembleBatch<T>& batch, double* risks, T* grads, bool emulate) {
     const Arch a = make_arch(net);
-    const Tiling tiling = Tiling::make(n, batch.M, a.d);
-    const Problem<T> p{thetas, batch, grads != nullptr, nullptr, nullptr};
     with_activation<T>(net, approx, [&](const auto& act) {
-        if (!fused_fits<T>(a)) layered_risk_gradient(a, act, thetas, n, batch, risks, grads, emulate);
-        else if (emulate) risk_gradient_host(a, act, tiling, p, risks, grads);
+        if (!fused_fits<T>(a)) return layered_risk_gradient(a, act, thetas, n, batch, risks, grads, emulate);
+        const Tiling tiling = Tiling::make(a, sizeof(T), n, batch.M);
+        const Problem<T> p{thetas, batch, grads != nullptr, nullptr, nullptr};
+        if (emulate) risk_gradient_host(a, act, tiling, p, risks, grads);
         else risk_gradient_device(a, act, tiling, p, risks, grads);
     });
 }

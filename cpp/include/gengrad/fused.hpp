@@ -2,10 +2,10 @@
 // that the C++ compiler runs the very same arithmetic on the CPU (cuda::emulate in
 // cpp/cuda/kernels.cu; tests/test_cuda.py holds it to the NumPy reference without a GPU).
 //
-// A thread block takes one network and a tile of kSamples samples and keeps the tile's
-// activations of every layer in one scratch array (shared memory when it fits, as in
-// tiny-cuda-nn's fully fused MLP; global memory otherwise), stored feature-major with a leading
-// dimension of kSamples + 1 so that neighbouring threads hit different shared-memory banks.
+// A thread block takes one network and a tile of 64, 32 or 16 samples (the most whose scratch
+// fits the shared-memory budget) and keeps the tile's activations of every layer in one scratch
+// array in shared memory, as tiny-cuda-nn's fully fused MLP does, stored feature-major with an
+// odd leading dimension (samples + 1) so that neighbouring threads hit different banks.
 // Forward, loss, backward and the tile's weight gradient run in one launch as a sequence of
 // phases separated by barriers; in each phase the threads share out independent items
 // (neuron x sample, sample, or parameter). A phase is a function of (thread, threads), so the
@@ -18,6 +18,7 @@
 // bitwise reproducible from run to run (they differ from the CPU kernels' summation order by
 // rounding only).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "gengrad/activation.hpp"
@@ -69,15 +70,27 @@ inline Arch make_arch(const NetSpec& net) {
 // How the samples of each network are cut into tiles and the tiles into `groups` work items
 // (one thread block each; group g takes tiles g, g + groups, ...). Depends on the problem only.
 struct Tiling {
-    static constexpr int kSamples = 64;   // samples per tile
-    static constexpr int kThreads = 256;  // threads per block
-    static constexpr int64_t ld = kSamples + 1;
-    int64_t n, M, tiles, groups;
+    static constexpr int kMaxSamples = 64;  // samples per tile: 64, 32 or 16
+    static constexpr int kThreads = 256;    // threads per block
+    // The shared memory a tile's scratch may take: what every GPU from sm_80 offers a block
+    // (at least 99 KiB) less the architecture and the losses. Fixed, so that the tiling, and
+    // with it every order of summation, depends on the problem only.
+    static constexpr std::size_t kSharedBudget = 96 * 1024 - sizeof(Arch) - kMaxSamples * sizeof(double);
+    int64_t n, M, samples, ld, tiles, groups;
+
+    // The most samples per tile whose scratch fits kSharedBudget; 0: none (the layered path,
+    // layered.hpp; make() is not called then).
+    static int64_t samples_for(const Arch& a, std::size_t scalar_bytes) {
+        for (int64_t s = kMaxSamples; s >= 16; s /= 2)
+            if (std::size_t(a.rows * (s + 1)) * scalar_bytes <= kSharedBudget) return s;
+        return 0;
+    }
 
     // Several groups per network when there are few networks (to fill the device), as long as
     // their partial gradients (n x groups x d values) stay within about 256 MiB of float32.
-    static Tiling make(int64_t n, int64_t M, int64_t d) {
-        Tiling t{n, M, (M + kSamples - 1) / kSamples, 1};
+    static Tiling make(const Arch& a, std::size_t scalar_bytes, int64_t n, int64_t M) {
+        const int64_t S = samples_for(a, scalar_bytes), d = a.d;
+        Tiling t{n, M, S, S + 1, (M + S - 1) / S, 1};
         const int64_t wanted = n >= 1024 ? 1 : 1024 / n;
         const int64_t room = (int64_t(1) << 26) / (n * d);
         t.groups = wanted < room ? wanted : room;
@@ -103,8 +116,8 @@ struct Problem {
 };
 
 // One work item: network `net`, tile group `group`. `theta` points at the network's parameters
-// (staged in shared memory or not), `Z` at the scratch (arch.rows x ld), `losses` at kSamples
-// doubles.
+// (staged in shared memory or not), `Z` at the scratch (arch.rows x ld), `losses` at
+// tiling.samples doubles.
 template <class T, class Act>
 struct WorkItem {
     const Arch& a;
@@ -116,8 +129,7 @@ struct WorkItem {
     T* Z;
     double* losses;
 
-    static constexpr int64_t S = Tiling::kSamples, ld = Tiling::ld;
-    GENGRAD_HD T* row(int64_t r) const { return Z + r * ld; }
+    GENGRAD_HD T* row(int64_t r) const { return Z + r * tiling.ld; }
     GENGRAD_HD T uniform() const { return T(1.0 / double(tiling.M)); }
     GENGRAD_HD T weight_of(int64_t m) const {
         return p.batch.weight ? p.batch.weight[net * p.batch.weight_stride + m] : uniform();
@@ -125,6 +137,7 @@ struct WorkItem {
 
     // x of the tile's samples into h^0; columns past the last sample get zeros.
     GENGRAD_HD void load_inputs(int64_t m0, int64_t valid, int t, int nt) const {
+        const int64_t S = tiling.samples;
         const int64_t l0 = a.widths[0];
         const T* X = p.batch.X + net * p.batch.x_stride;
         for (int64_t item = t; item < l0 * S; item += nt) {
@@ -136,6 +149,7 @@ struct WorkItem {
     // z^k = W_k h^{k-1} + b_k (and h^k = a(z^k) below the output), summed in the order of the
     // CPU kernels' gemm_tile: the first product, the others in turn, then the bias.
     GENGRAD_HD void forward_layer(int64_t k, int t, int nt) const {
+        const int64_t S = tiling.samples, ld = tiling.ld;
         const int64_t rows = a.widths[k], cols = a.widths[k - 1];
         const T* W = theta + a.weight[k];
         const T* b = theta + a.bias[k];
@@ -154,6 +168,7 @@ struct WorkItem {
     // The loss of each sample and weight * dloss/dz^L written over z^L (zero past the last
     // sample, so the padding adds nothing anywhere).
     GENGRAD_HD void loss(int64_t m0, int64_t valid, int t, int nt) const {
+        const int64_t S = tiling.samples, ld = tiling.ld;
         const int64_t out = a.widths[a.L];
         T* Zl = row(a.z_row[a.L]);
         const T* Y = p.batch.Y + net * p.batch.y_stride;
@@ -168,6 +183,7 @@ struct WorkItem {
 
     // delta^{k-1} = (W_k^T delta^k) (.) a'(z^{k-1}), written over z^{k-1}.
     GENGRAD_HD void backward_layer(int64_t k, int t, int nt) const {
+        const int64_t S = tiling.samples, ld = tiling.ld;
         const int64_t rows = a.widths[k], cols = a.widths[k - 1];
         const T* W = theta + a.weight[k];
         const T* D = row(a.z_row[k]);
@@ -206,6 +222,7 @@ struct WorkItem {
     // and then waits for them (a barrier on the device, a loop on the host).
     template <class Each>
     GENGRAD_HD void run(Each&& each) const {
+        const int64_t S = tiling.samples;
         double risk = 0;  // thread 0's
         for (int64_t tile = group; tile < tiling.tiles; tile += tiling.groups) {
             const int64_t m0 = tile * S;
@@ -262,7 +279,7 @@ struct ForwardItem {
     template <class Each>
     GENGRAD_HD void run(int64_t tile, Each&& each) const {
         const Arch& a = w.a;
-        const int64_t S = Tiling::kSamples, m0 = tile * S;
+        const int64_t S = w.tiling.samples, m0 = tile * S;
         const int64_t valid = w.tiling.M - m0 < S ? w.tiling.M - m0 : S;
         each([&](int t, int nt) { w.load_inputs(m0, valid, t, nt); });
         for (int64_t k = 1; k <= a.L; ++k) each([&](int t, int nt) { w.forward_layer(k, t, nt); });

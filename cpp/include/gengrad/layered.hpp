@@ -232,13 +232,10 @@ void layered_forward_chunk(const Arch& a, const Layered<T, Act>& s, int64_t firs
         run(CopyOut<T, Act>{s, layer_rows(a, k), col0, width, out});
 }
 
-// Whether a network takes the fused kernel: its tile's scratch fits a shared-memory budget that
-// every GPU the build targets (sm_80 and newer) offers. A fixed rule, so that the path, and with
-// it every order of summation, depends on the problem only.
+// Whether a network takes the fused kernel: a tile of at least 16 samples fits its budget.
 template <class T>
 bool fused_fits(const Arch& a) {
-    constexpr std::size_t kBudget = 96 * 1024 - sizeof(Arch) - Tiling::kSamples * sizeof(double);
-    return std::size_t(a.rows * Tiling::ld) * sizeof(T) <= kBudget;
+    return Tiling::samples_for(a, sizeof(T)) > 0;
 }
 
 }  // namespace GENGRAD_ISA_NS
