@@ -1,6 +1,7 @@
 """Every implementation the cross-implementation suite holds to the reference, behind one
 interface: gengrad's compiled core (once per kernel build the CPU runs), gengrad's reference
-backend, PyTorch autograd and JAX, the last two when installed.
+backend, the CUDA backend on the GPU (where there is one) and its kernels' phases emulated on
+the CPU (where gengrad._cuda is built), PyTorch autograd and JAX, the last two when installed.
 
 A peer fixes its own derivative at each kink. ``kink_values(activation)`` says which, as
 research/peers.md measured it (and branching on the peer's version where that changed), so the
@@ -59,6 +60,34 @@ class Backend:
             return Result(risk, G, net.pre_activations(theta, X), net.kink_counts(theta, X))
         finally:
             gengrad.select_isa("auto")
+
+
+class Cuda(Backend):
+    """Network(backend="cuda"): the fused kernels on the GPU."""
+
+    def __init__(self):
+        super().__init__("cuda", "cuda")
+
+    def available(self) -> Optional[str]:
+        return gengrad.cuda.unavailable()
+
+
+class CudaEmulated(Backend):
+    """The CUDA backend's kernels with their phases run thread after thread on the CPU: the
+    same host/device code (gengrad/fused.hpp) and order of every sum as on the device, so the
+    kernels' arithmetic is checked where there is no GPU."""
+
+    def __init__(self):
+        super().__init__("cuda-emulated", "cpp")
+
+    def available(self) -> Optional[str]:
+        return None if gengrad.cuda.built() else gengrad.cuda.unavailable()
+
+    def evaluate(self, widths, act, loss, theta, X, Y, weight) -> Result:
+        net = gengrad.Network(widths, act, loss=loss)
+        net._impl = gengrad.cuda.model(net._model_args, emulate=True)
+        risk, G = net.risk_and_gradient(theta, X, Y, sample_weight=weight)
+        return Result(risk, G, net.pre_activations(theta, X), net.kink_counts(theta, X))
 
 
 class PeerBackend(Backend):
@@ -199,7 +228,7 @@ def _weights(weight, X) -> np.ndarray:
 
 
 BACKENDS = ([Backend(f"cpp-{isa}", "cpp", isa) for isa in gengrad.build_info()["isas_supported"]]
-            + [Backend("reference", "reference"), Torch(), Jax()])
+            + [Backend("reference", "reference"), Cuda(), CudaEmulated(), Torch(), Jax()])
 
 
 def peer_activation(backend: Backend, act: A.Activation) -> Optional[A.Activation]:

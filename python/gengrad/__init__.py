@@ -7,7 +7,7 @@
 """
 from typing import Any
 
-from . import _core, activations, datasets, jobs, reference, sweeps
+from . import _core, activations, cuda, datasets, jobs, reference, sweeps
 from .ensemble import Ensemble
 from .flow import FlowResult, flow
 from .network import Network
@@ -15,14 +15,15 @@ from .sweeps import sweep
 from .train import TrainResult, train
 
 __version__ = "0.1.0"
-__all__ = ["Network", "Ensemble", "activations", "reference", "sweep", "sweeps", "jobs",
+__all__ = ["Network", "Ensemble", "activations", "reference", "sweep", "sweeps", "jobs", "cuda",
            "build_info", "set_num_threads", "get_num_threads", "select_isa", "workspace_bytes",
            "flow", "FlowResult", "train", "TrainResult", "datasets"]
 
 
 def build_info() -> dict[str, Any]:
-    """The compiler, the instruction sets built and supported, the one in use, and threads."""
-    return dict(_core.build_info())
+    """The compiler, the instruction sets built and supported, the one in use, threads, and
+    under "cuda" whether the CUDA backend was built and how many devices it sees."""
+    return {**_core.build_info(), "cuda": cuda.info()}
 
 
 def set_num_threads(n: int) -> None:

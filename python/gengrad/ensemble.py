@@ -7,7 +7,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from . import activations
-from .network import _FAMILY_CODES, ActivationLike, Network, _array, _as_ndarray, _float_dtype, _positive, _zeros
+from .network import _FAMILY_CODES, ActivationLike, Network, _as_ndarray, _float_dtype, _positive, _zeros
 
 
 class Ensemble:
@@ -16,17 +16,20 @@ class Ensemble:
     X and Y are either shared by all networks ((M, l_0), (M, l_L)) or one per network ((n, M,
     l_0), (n, M, l_L)); ``sample_weight`` likewise ((M,) or (n, M)). One call computes every
     risk and generalized gradient, one network per thread; network i's results are bitwise
-    those of ``Network.risk_and_gradient`` on ``thetas[i]``.
+    those of ``Network.risk_and_gradient`` on ``thetas[i]``. ``backend="cuda"`` computes all
+    networks in one GPU launch (arguments as for Network(backend="cuda")).
     """
 
     def __init__(self, widths: Sequence[int], n: int, activation: ActivationLike = "relu",
-                 convention: activations.Convention = None, loss: str = "squared_error"):
+                 convention: activations.Convention = None, loss: str = "squared_error", backend: str = "cpp"):
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
             raise TypeError(f"n must be an integer, got {n!r}")
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
+        if backend not in ("cpp", "cuda"):
+            raise ValueError(f"unknown backend {backend!r}; expected 'cpp' or 'cuda'")
         self.n = int(n)
-        self.network = Network(widths, activation, convention, loss)
+        self.network = Network(widths, activation, convention, loss, backend)
         if self.n * self.dim > 2**63 - 1:  # the core counts the (n, d) parameters in int64
             raise ValueError(f"n = {self.n} networks of d = {self.dim} parameters would have more than "
                              "2^63 - 1 parameters")
@@ -115,11 +118,14 @@ class Ensemble:
         net = self.network
         thetas = self._thetas(thetas)
         dtype = thetas.dtype
-        X, Y = _array(X, "X", dtype), _as_ndarray(Y, "Y")
+        X = net._data(X, "X", dtype)
+        if not net._on_device(Y):
+            Y = _as_ndarray(Y, "Y")
         if (net.loss == "cross_entropy" and isinstance(Y, np.ndarray) and Y.ndim == 2
                 and Y.dtype.kind in "iu"):  # class labels, one row per network
             Y = np.stack([net._Y(labels, dtype) for labels in Y])
         else:
             Y = net._Y(Y, dtype)
-        weight = None if sample_weight is None else _array(sample_weight, "sample_weight", dtype)
-        return net._core.ensemble_risk_gradient(thetas, X, Y, weight, family, r, want_gradient, out)
+        weight = None if sample_weight is None else net._data(sample_weight, "sample_weight", dtype)
+        engine: Any = net._impl if net.backend == "cuda" else net._core
+        return engine.ensemble_risk_gradient(thetas, X, Y, weight, family, r, want_gradient, out)  # type: ignore[no-any-return]

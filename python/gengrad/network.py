@@ -7,10 +7,10 @@ from typing import Any, Optional, Protocol, Sequence, Union
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import _core, activations, reference
+from . import _core, activations, cuda, reference
 
 LOSSES = ("squared_error", "cross_entropy")
-BACKENDS = ("cpp", "reference")
+BACKENDS = ("cpp", "reference", "cuda")
 INIT_SCHEMES = ("he_uniform", "glorot_uniform", "torch")
 _ACTIVATION_KINDS = {"tanh": 1, "sigmoid": 2, "softplus": 3, "gelu": 4, "silu": 5}
 _FAMILY_CODES = {"cubic": 1, "sine": 2, "softplus": 3, "shifted_softplus": 4}
@@ -46,7 +46,9 @@ class Network:
         one-sided derivative; see gengrad.activations). Values strictly between the one-sided
         derivatives are rejected.
     loss : "squared_error" (||z - y||^2, the default) or "cross_entropy" (softmax).
-    backend : "cpp" (the compiled core, float32 and float64) or "reference" (NumPy, float64).
+    backend : "cpp" (the compiled core, float32 and float64), "reference" (NumPy, float64) or
+        "cuda" (the GPU, float32 and float64; arguments may also be CUDA device arrays, see
+        gengrad.cuda; raises RuntimeError with the reason where it is unavailable).
     """
 
     def __init__(self, widths: Sequence[int], activation: ActivationLike = "relu",
@@ -60,11 +62,12 @@ class Network:
         self.loss = loss
         self.backend = backend
         act = self.activation
-        self._core = _core.Model(
-            list(self.widths), 0 if act.piecewise_linear else _ACTIVATION_KINDS[act.name],
-            list(act.kinks), list(act.slopes), _offset(act), list(act.right_sided),
-            LOSSES.index(loss))
-        self._impl: _Backend = self._core if backend == "cpp" else _ReferenceBackend(self)
+        self._model_args = (list(self.widths), 0 if act.piecewise_linear else _ACTIVATION_KINDS[act.name],
+                            list(act.kinks), list(act.slopes), _offset(act), list(act.right_sided),
+                            LOSSES.index(loss))
+        self._core = _core.Model(*self._model_args)
+        self._impl: _Backend = (self._core if backend == "cpp" else _ReferenceBackend(self) if backend == "reference"
+                                else cuda.model(self._model_args))
         self.layout = [tuple(layer) for layer in self._core.layout()]
 
     @property
@@ -191,10 +194,16 @@ class Network:
         theta = self._theta(theta)
         X = self._X(X, theta.dtype)
         Y = self._Y(Y, theta.dtype)
-        weight = None if sample_weight is None else _array(sample_weight, "sample_weight", theta.dtype)
+        weight = None if sample_weight is None else self._data(sample_weight, "sample_weight", theta.dtype)
         return self._impl.risk_gradient(theta, X, Y, weight, family, r, want_gradient, out)
 
+    def _on_device(self, value: object) -> bool:
+        """Whether the CUDA backend reads ``value`` in place (through DLPack)."""
+        return self.backend == "cuda" and cuda.is_device_array(value)
+
     def _theta(self, theta: ArrayLike) -> np.ndarray:
+        if self._on_device(theta):
+            return theta  # type: ignore[return-value]  # read through DLPack by gengrad._cuda
         theta = _as_ndarray(theta, "theta")
         if isinstance(theta, np.ndarray):
             if theta.dtype not in _FLOAT_DTYPES:
@@ -203,9 +212,21 @@ class Network:
         return _array(theta, "theta", np.float64)
 
     def _X(self, X: ArrayLike, dtype: DTypeLike) -> np.ndarray:
-        return _array(X, "X", dtype)
+        return self._data(X, "X", dtype)
+
+    def _data(self, value: ArrayLike, name: str, dtype: DTypeLike) -> np.ndarray:
+        """_array, except that the CUDA backend takes device arrays as they are (and a device
+        theta's dtype may be a framework's, such as torch.float32)."""
+        if self.backend != "cuda":
+            return _array(value, name, dtype)
+        if self._on_device(value):
+            return value  # type: ignore[return-value]
+        return _array(value, name, cuda.numpy_dtype(dtype))
 
     def _Y(self, Y: ArrayLike, dtype: DTypeLike) -> np.ndarray:
+        if self._on_device(Y):
+            return Y  # type: ignore[return-value]
+        dtype = cuda.numpy_dtype(dtype)
         out_width = self.widths[-1]
         Y = _as_ndarray(Y, "Y")
         if self.loss == "cross_entropy" and isinstance(Y, np.ndarray) and Y.ndim == 1 and Y.dtype.kind in "iu":

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 
+#include "gengrad/host_device.hpp"
 #include "gengrad/kernels.hpp"
 #include "gengrad/simd.hpp"
 
@@ -32,7 +33,7 @@ struct PiecewiseLinear {
           n_kinks(p.n_kinks) {}
 
     template <class V>
-    V value(V z) const {
+    GENGRAD_HD V value(V z) const {
         const V lo = splat<V>(kink0), hi = splat<V>(kink1), zero{};
         const V clamped = z < lo ? lo : (z > hi ? hi : z);
         const V below = z - lo, above = z - hi;
@@ -41,7 +42,7 @@ struct PiecewiseLinear {
     }
 
     template <class V>
-    V derivative(V z) const {
+    GENGRAD_HD V derivative(V z) const {
         const V lo = splat<V>(kink0), hi = splat<V>(kink1);
         return z < lo    ? splat<V>(slope0)
                : z == lo ? splat<V>(derivative0)
@@ -50,7 +51,7 @@ struct PiecewiseLinear {
                          : splat<V>(slope2);
     }
 
-    bool is_kink(T z) const { return n_kinks > 0 && (z == kink0 || z == kink1); }
+    GENGRAD_HD bool is_kink(T z) const { return n_kinks > 0 && (z == kink0 || z == kink1); }
 };
 
 // relu itself: the same function as PiecewiseLinear with kink 0 and slopes 0, 1, but one vector
@@ -60,16 +61,16 @@ struct Relu {
     bool right_sided;  // relu'(0) = 1 instead of 0
 
     template <class V>
-    V value(V z) const {
+    GENGRAD_HD V value(V z) const {
         const V zero{};
         return z > zero ? z : zero;
     }
     template <class V>
-    V derivative(V z) const {
+    GENGRAD_HD V derivative(V z) const {
         const V zero{}, one = splat<V>(T(1));
         return (right_sided ? z >= zero : z > zero) ? one : zero;
     }
-    bool is_kink(T z) const { return z == 0; }
+    GENGRAD_HD bool is_kink(T z) const { return z == 0; }
 
     static bool describes(const PiecewiseLinear<T>& p) {
         return p.n_kinks == 1 && p.kink0 == 0 && p.slope0 == 0 && p.slope1 == 1 && p.offset == 0;
@@ -81,22 +82,22 @@ struct Relu {
 template <class T>
 struct Profile {
     Family family;
-    T Phi(T t) const {
+    GENGRAD_HD T Phi(T t) const {
         return family == Family::cubic ? t * t * (2 - t)
                                        : t * t / 2 + (1 - std::cos(T(M_PI) * t)) / 4;
     }
-    T phi(T t) const {
+    GENGRAD_HD T phi(T t) const {
         return family == Family::cubic ? t * (4 - 3 * t) : t + T(M_PI) / 4 * std::sin(T(M_PI) * t);
     }
 };
 
 template <class T>
-inline T softplus_scalar(T x) {
+GENGRAD_HD inline T softplus_scalar(T x) {
     return (x > 0 ? x : T(0)) + std::log1p(std::exp(-std::fabs(x)));
 }
 
 template <class T>
-inline T sigmoid_scalar(T x) {
+GENGRAD_HD inline T sigmoid_scalar(T x) {
     if (x >= 0) return 1 / (1 + std::exp(-x));
     const T e = std::exp(x);
     return e / (1 + e);
@@ -112,18 +113,18 @@ struct Approximant {
     Family family;
     T r;
 
-    T kink(int i) const { return i == 0 ? base.kink0 : base.kink1; }
-    T slope(int i) const { return i == 0 ? base.slope0 : i == 1 ? base.slope1 : base.slope2; }
-    bool right_sided(int i) const {
+    GENGRAD_HD T kink(int i) const { return i == 0 ? base.kink0 : base.kink1; }
+    GENGRAD_HD T slope(int i) const { return i == 0 ? base.slope0 : i == 1 ? base.slope1 : base.slope2; }
+    GENGRAD_HD bool right_sided(int i) const {
         return (i == 0 ? base.derivative0 : base.derivative1) == slope(i + 1);
     }
-    bool admissible() const { return family == Family::cubic || family == Family::sine; }
-    T softplus_shift(int i) const {
+    GENGRAD_HD bool admissible() const { return family == Family::cubic || family == Family::sine; }
+    GENGRAD_HD T softplus_shift(int i) const {
         if (family == Family::softplus) return 0;
         return right_sided(i) ? std::log(r) : -std::log(r);
     }
 
-    T value_scalar(T z) const {
+    GENGRAD_HD T value_scalar(T z) const {
         if (admissible()) {
             T a = base.value(z);
             const Profile<T> profile{family};
@@ -139,7 +140,7 @@ struct Approximant {
         return a;
     }
 
-    T derivative_scalar(T z) const {
+    GENGRAD_HD T derivative_scalar(T z) const {
         if (admissible()) {
             const Profile<T> profile{family};
             for (int i = 0; i < base.n_kinks; ++i) {
@@ -161,34 +162,34 @@ struct Approximant {
     }
 
     template <class V>
-    V value(V z) const {
+    GENGRAD_HD V value(V z) const {
         return map_lanes<T>(z, [this](T x) { return value_scalar(x); });
     }
     template <class V>
-    V derivative(V z) const {
+    GENGRAD_HD V derivative(V z) const {
         return map_lanes<T>(z, [this](T x) { return derivative_scalar(x); });
     }
-    bool is_kink(T z) const { return base.is_kink(z); }
+    GENGRAD_HD bool is_kink(T z) const { return base.is_kink(z); }
 };
 
 // Smooth activations: the generalized derivative is the derivative, and A_r = a for every r.
 template <class T, class F>
 struct Smooth {
     template <class V>
-    V value(V z) const {
+    GENGRAD_HD V value(V z) const {
         return map_lanes<T>(z, [](T x) { return F::value(x); });
     }
     template <class V>
-    V derivative(V z) const {
+    GENGRAD_HD V derivative(V z) const {
         return map_lanes<T>(z, [](T x) { return F::derivative(x); });
     }
-    bool is_kink(T) const { return false; }
+    GENGRAD_HD bool is_kink(T) const { return false; }
 };
 
 template <class T>
 struct TanhF {
-    static T value(T x) { return std::tanh(x); }
-    static T derivative(T x) {
+    GENGRAD_HD static T value(T x) { return std::tanh(x); }
+    GENGRAD_HD static T derivative(T x) {
         const T t = std::tanh(x);
         return 1 - t * t;
     }
@@ -196,8 +197,8 @@ struct TanhF {
 
 template <class T>
 struct SigmoidF {
-    static T value(T x) { return sigmoid_scalar(x); }
-    static T derivative(T x) {
+    GENGRAD_HD static T value(T x) { return sigmoid_scalar(x); }
+    GENGRAD_HD static T derivative(T x) {
         const T s = sigmoid_scalar(x);
         return s * (1 - s);
     }
@@ -205,14 +206,14 @@ struct SigmoidF {
 
 template <class T>
 struct SoftplusF {
-    static T value(T x) { return softplus_scalar(x); }
-    static T derivative(T x) { return sigmoid_scalar(x); }
+    GENGRAD_HD static T value(T x) { return softplus_scalar(x); }
+    GENGRAD_HD static T derivative(T x) { return sigmoid_scalar(x); }
 };
 
 template <class T>
 struct GeluF {  // the exact (erf) form
-    static T value(T x) { return T(0.5) * x * (1 + std::erf(x * T(M_SQRT1_2))); }
-    static T derivative(T x) {
+    GENGRAD_HD static T value(T x) { return T(0.5) * x * (1 + std::erf(x * T(M_SQRT1_2))); }
+    GENGRAD_HD static T derivative(T x) {
         return T(0.5) * (1 + std::erf(x * T(M_SQRT1_2))) +
                x * std::exp(-x * x / 2) * T(0.5 * M_2_SQRTPI * M_SQRT1_2);
     }
@@ -220,8 +221,8 @@ struct GeluF {  // the exact (erf) form
 
 template <class T>
 struct SiluF {
-    static T value(T x) { return x * sigmoid_scalar(x); }
-    static T derivative(T x) {
+    GENGRAD_HD static T value(T x) { return x * sigmoid_scalar(x); }
+    GENGRAD_HD static T derivative(T x) {
         const T s = sigmoid_scalar(x);
         return s * (1 + x * (1 - s));
     }

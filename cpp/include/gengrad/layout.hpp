@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 
+#include "gengrad/host_device.hpp"
 #include "gengrad/isa_namespace.hpp"
 
 namespace gengrad {
@@ -17,13 +18,13 @@ struct LayerOffsets {
 };
 
 // Layer k = 1..L of the network with widths l_0..l_L.
-inline LayerOffsets layer_offsets(const int64_t* widths, int64_t k) {
+GENGRAD_HD inline LayerOffsets layer_offsets(const int64_t* widths, int64_t k) {
     int64_t offset = 0;
     for (int64_t h = 1; h < k; ++h) offset += widths[h] * (widths[h - 1] + 1);
     return {widths[k], widths[k - 1], offset, offset + widths[k] * widths[k - 1]};
 }
 
-inline int64_t parameter_dim(const int64_t* widths, int64_t n_layers) {
+GENGRAD_HD inline int64_t parameter_dim(const int64_t* widths, int64_t n_layers) {
     const LayerOffsets last = layer_offsets(widths, n_layers);
     return last.bias + last.rows;
 }

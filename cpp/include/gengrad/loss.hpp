@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "gengrad/host_device.hpp"
 #include "gengrad/isa_namespace.hpp"
 #include "gengrad/kernels.hpp"
 
@@ -13,10 +14,10 @@ namespace GENGRAD_ISA_NS {
 // Returns the softmax cross-entropy loss(z, y) for one sample whose n outputs lie at z[0],
 // z[stride], ...; when `delta` is set, overwrites them with weight * dloss/dz (the start of
 // backpropagation, MATH.md §4).
-// The squared error ||z - y||^2 is in block_losses below; the name says which loss this is,
+// The squared error ||z - y||^2 is squared_error_term below; the name says which loss this is,
 // so no caller can pass another kind and get cross-entropy silently.
 template <class T>
-double cross_entropy_loss(T* z, std::ptrdiff_t stride, const T* y, T weight, int64_t n, bool delta) {
+GENGRAD_HD double cross_entropy_loss(T* z, std::ptrdiff_t stride, const T* y, T weight, int64_t n, bool delta) {
     double loss = 0;
     // softmax cross-entropy against the target distribution y: sum_j y_j (logsumexp(z) - z_j)
     T zmax = z[0];
@@ -34,6 +35,25 @@ double cross_entropy_loss(T* z, std::ptrdiff_t stride, const T* y, T weight, int
     return loss;
 }
 
+// One output's term of the squared error ||z - y||^2: adds (z - y)^2 to loss and returns
+// weight * d/dz, the start of backpropagation.
+template <class T>
+GENGRAD_HD inline T squared_error_term(T z, T y, T weight, double& loss) {
+    const T diff = z - y;
+    loss += double(diff) * double(diff);
+    return 2 * weight * diff;
+}
+
+// The loss of one sample whose n outputs lie at z[0], z[stride], ..., overwritten by
+// weight * dloss/dz: the per-sample form the CUDA kernels use.
+template <class T>
+GENGRAD_HD double sample_loss_delta(LossKind kind, T* z, std::ptrdiff_t stride, const T* y, T weight, int64_t n) {
+    if (kind == LossKind::cross_entropy) return cross_entropy_loss(z, stride, y, weight, n, true);
+    double loss = 0;
+    for (int64_t j = 0; j < n; ++j) z[j * stride] = squared_error_term(z[j * stride], y[j], weight, loss);
+    return loss;
+}
+
 // The losses of the samples in columns [c0, c1) of a block of outputs Z (n_out rows, leading
 // dimension ld, feature-major), with targets Y (one row per column, sample-major) and masses
 // weight (null: every sample weighs `uniform`); when `delta` is set, overwrites Z with
@@ -46,9 +66,8 @@ void block_losses(LossKind kind, T* Z, std::ptrdiff_t ld, int64_t n_out, const T
         for (int64_t j = 0; j < n_out; ++j) {
             T* z = Z + j * ld;
             for (int64_t c = c0; c < c1; ++c) {
-                const T diff = z[c] - Y[c * n_out + j];
-                losses[c] += double(diff) * double(diff);
-                if (delta) z[c] = 2 * (weight ? weight[c] : uniform) * diff;
+                const T d = squared_error_term(z[c], Y[c * n_out + j], weight ? weight[c] : uniform, losses[c]);
+                if (delta) z[c] = d;
             }
         }
         return;

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstring>
 
+#include "gengrad/host_device.hpp"
 #include "gengrad/isa_namespace.hpp"
 
 namespace gengrad {
@@ -52,7 +53,7 @@ inline void store(T* p, vec<T> v) {
 
 // Broadcasts a scalar into any vector type V (or returns it when V is a scalar type).
 template <class V, class T>
-inline V splat(T x) {
+GENGRAD_HD inline V splat(T x) {
     return V{} + x;
 }
 
@@ -78,7 +79,7 @@ inline vec<T> map_lanes(vec<T> v, F f) {
 }
 
 template <class T, class F>
-inline T map_lanes(T x, F f) {
+GENGRAD_HD inline T map_lanes(T x, F f) {
     return f(x);
 }
 

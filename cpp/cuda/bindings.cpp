@@ -1,0 +1,622 @@
+// gengrad._cuda: the CUDA backend's thin pybind11 glue (compiled by the host compiler; the
+// kernels are behind launch.hpp). Arguments are NumPy arrays, checked as in _core and copied to
+// the device, or CUDA device arrays taken without a copy through DLPack (CuPy, PyTorch, JAX);
+// results follow theta: NumPy arrays for a NumPy theta, DeviceArray (which exports DLPack) for a
+// device theta. Every call waits for its kernels, so results are ready for any stream.
+#include <Python.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../src/model.hpp"
+#include "dlpack.h"
+#include "gengrad/activation.hpp"
+#include "launch.hpp"
+
+namespace py = pybind11;
+
+namespace gengrad {
+namespace cuda {
+namespace {
+
+using python::checked;
+using python::shape_text;
+
+// Device memory shared by the arrays that view it.
+using Buffer = std::shared_ptr<void>;
+
+Buffer allocate(std::size_t bytes) { return Buffer(device_alloc(bytes), device_free); }
+
+// The result type for device inputs: a C-contiguous (or column-sliced) float array in device
+// memory that any DLPack consumer takes without a copy (torch.from_dlpack, cupy.from_dlpack,
+// jax.dlpack.from_dlpack), and np.asarray copies to the host. The host emulation makes them in
+// host memory (DLPack device CPU), so that the DLPack code is tested without a GPU.
+struct DeviceArray {
+    Buffer buffer;
+    std::size_t byte_offset = 0;
+    std::vector<int64_t> shape, strides;  // strides in elements
+    int bits = 64;
+    DLDeviceType device_type = kDLCUDA;
+    int device = 0;
+
+    static DeviceArray make(std::vector<int64_t> shape, int bits, bool on_host) {
+        DeviceArray a;
+        int64_t count = 1;
+        for (int64_t n : shape) count *= n;
+        const std::size_t bytes = std::size_t(count) * bits / 8;
+        if (on_host) {
+            a.buffer = Buffer(std::malloc(bytes ? bytes : 1), std::free);
+            if (!a.buffer) throw std::bad_alloc();
+            a.device_type = kDLCPU;
+        } else {
+            a.buffer = allocate(bytes);
+            a.device = current_device();
+        }
+        a.shape = std::move(shape);
+        a.strides.assign(a.shape.size(), 1);
+        for (int i = int(a.shape.size()) - 2; i >= 0; --i) a.strides[i] = a.strides[i + 1] * a.shape[i + 1];
+        a.bits = bits;
+        return a;
+    }
+    template <class T>
+    T* data() const {
+        return reinterpret_cast<T*>(static_cast<char*>(buffer.get()) + byte_offset);
+    }
+    int64_t size() const {
+        int64_t count = 1;
+        for (int64_t n : shape) count *= n;
+        return count;
+    }
+    bool contiguous() const {
+        int64_t expected = 1;
+        for (int i = int(shape.size()) - 1; i >= 0; --i) {
+            if (shape[i] != 1 && strides[i] != expected) return false;
+            expected *= shape[i];
+        }
+        return true;
+    }
+};
+
+// What a capsule handed to a consumer owns: a reference to the buffer and the shape arrays.
+struct Export {
+    DLManagedTensor tensor;
+    DeviceArray array;
+};
+
+py::capsule to_dlpack(const DeviceArray& a) {
+    auto* e = new Export{{}, a};
+    DLTensor& t = e->tensor.dl_tensor;
+    t.data = a.buffer.get();
+    t.byte_offset = a.byte_offset;
+    t.device = {a.device_type, a.device};
+    t.ndim = int32_t(a.shape.size());
+    t.dtype = {uint8_t(kDLFloat), uint8_t(a.bits), 1};
+    t.shape = e->array.shape.data();
+    t.strides = e->array.strides.data();
+    e->tensor.manager_ctx = e;
+    e->tensor.deleter = [](DLManagedTensor* self) { delete static_cast<Export*>(self->manager_ctx); };
+    // A capsule nobody consumed (still named "dltensor") frees the tensor itself.
+    PyObject* capsule = PyCapsule_New(&e->tensor, "dltensor", [](PyObject* self) {
+        if (!PyCapsule_IsValid(self, "dltensor")) return;
+        auto* t = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(self, "dltensor"));
+        t->deleter(t);
+    });
+    if (!capsule) {
+        delete e;
+        throw py::error_already_set();
+    }
+    return py::reinterpret_steal<py::capsule>(capsule);
+}
+
+// A consumed DLPack tensor of a producer (torch, CuPy, JAX): released when the call ends.
+struct Borrowed {
+    DLManagedTensor* tensor;
+    explicit Borrowed(DLManagedTensor* t) : tensor(t) {}
+    ~Borrowed() {
+        if (tensor->deleter) tensor->deleter(tensor);
+    }
+    Borrowed(const Borrowed&) = delete;
+    Borrowed& operator=(const Borrowed&) = delete;
+};
+
+// An argument before its dtype is known: a NumPy array, or a device array seen through DLPack.
+struct Source {
+    py::object object;
+    std::shared_ptr<Borrowed> dl;  // null for NumPy arrays and DeviceArrays
+    const DeviceArray* own = nullptr;  // a DeviceArray of gengrad's
+
+    bool on_device() const { return dl || own; }
+    int ndim() const {
+        if (own) return int(own->shape.size());
+        if (dl) return dl->tensor->dl_tensor.ndim;
+        return int(py::reinterpret_borrow<py::array>(object).ndim());
+    }
+};
+
+bool is_device_array(const py::handle& obj) {
+    return !py::isinstance<py::array>(obj) && py::hasattr(obj, "__dlpack_device__");
+}
+
+// Device arrays live in CUDA memory, or, for the host emulation, in CPU memory.
+bool usable_device_type(int type, bool emulate) {
+    return emulate ? type == kDLCPU : type == kDLCUDA || type == kDLCUDAManaged;
+}
+
+Source source(const py::handle& obj, const char* name, bool emulate) {
+    Source s{py::reinterpret_borrow<py::object>(obj)};
+    if (py::isinstance<py::array>(obj)) return s;
+    if (py::isinstance<DeviceArray>(obj)) {
+        s.own = &obj.cast<const DeviceArray&>();
+        if (!usable_device_type(s.own->device_type, emulate))
+            throw py::type_error(std::string(name) + " is a DeviceArray of " + (emulate ? "the GPU" : "the host emulation") +
+                                 (emulate ? "; the host emulation takes host arrays" : "; the GPU takes GPU arrays"));
+        return s;
+    }
+    if (!py::hasattr(obj, "__dlpack_device__"))
+        throw py::type_error(std::string(name) + " must be a numpy array or a CUDA device array (an object with "
+                             "__dlpack__, such as a CuPy array or a PyTorch or JAX array on the GPU), got " +
+                             py::str(py::type::of(obj)).cast<std::string>());
+    const auto device = obj.attr("__dlpack_device__")().cast<std::pair<int, int>>();
+    if (!usable_device_type(device.first, emulate)) {
+        if (emulate)
+            throw py::type_error(std::string(name) + " is a DLPack array on device type " + std::to_string(device.first) +
+                                 "; the host emulation takes NumPy arrays or DLPack arrays on the CPU");
+        throw py::type_error(std::string(name) + " is a DLPack array on device type " + std::to_string(device.first) +
+                             (device.first == kDLCPU ? " (the CPU)" : "") +
+                             "; backend='cuda' takes NumPy arrays (copied to the GPU) or CUDA device arrays");
+    }
+    if (device.first == kDLCUDA && device.second != current_device())
+        throw py::value_error(std::string(name) + " is on cuda:" + std::to_string(device.second) +
+                              " but gengrad computes on cuda:" + std::to_string(current_device()));
+    py::object capsule;
+    if (emulate) {
+        capsule = obj.attr("__dlpack__")();  // CPU arrays take no stream
+    } else {
+        try {
+            // stream 1: the legacy default stream, on which gengrad computes; the producer
+            // orders its pending work on the array before it
+            capsule = obj.attr("__dlpack__")(py::arg("stream") = 1);
+        } catch (py::error_already_set& error) {
+            if (!error.matches(PyExc_TypeError)) throw;
+            capsule = obj.attr("__dlpack__")();
+        }
+    }
+    auto* tensor = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule.ptr(), "dltensor"));
+    if (!tensor) throw py::error_already_set();
+    PyCapsule_SetName(capsule.ptr(), "used_dltensor");
+    s.dl = std::make_shared<Borrowed>(tensor);
+    return s;
+}
+
+// An argument in memory the kernels read: device memory (or host memory when emulating).
+template <class T>
+struct Input {
+    const T* data = nullptr;
+    std::vector<int64_t> shape;
+    Source keep;
+    Buffer copy;
+};
+
+std::string dtype_name(int code, int bits) {
+    if (code == kDLFloat && (bits == 32 || bits == 64)) return "float" + std::to_string(bits);
+    return std::string(code == kDLInt ? "int" : code == kDLUInt ? "uint" : code == kDLFloat ? "float" : "code ") +
+           std::to_string(bits);
+}
+
+template <class T>
+void check_shape(const std::vector<int64_t>& actual, const char* name, const std::vector<int64_t>& shape) {
+    bool ok = actual.size() == shape.size();
+    for (size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] < 0 || shape[i] == actual[i];
+    if (!ok) throw py::value_error(std::string(name) + " must have shape " + shape_text(shape) + ", got " + shape_text(actual));
+}
+
+// `scan`: refuse NaN and Inf (and negative values when `nonnegative`); not for outputs.
+template <class T>
+Input<T> input(const Source& s, const char* name, const std::vector<int64_t>& shape, bool emulate,
+               bool nonnegative = false, bool scan = true) {
+    Input<T> in;
+    in.keep = s;
+    if (!s.on_device()) {
+        auto a = checked<T>(s.object, name, shape);  // dtype, shape, contiguity, finiteness
+        in.shape.assign(a.shape(), a.shape() + a.ndim());
+        const int64_t n = int64_t(a.size());
+        if (nonnegative)
+            for (int64_t i = 0; i < n; ++i)
+                if (a.data()[i] < 0)
+                    throw py::value_error(std::string(name) + " must be non-negative, got " + std::to_string(double(a.data()[i])) +
+                                          " at flat index " + std::to_string(i));
+        if (emulate) {
+            in.data = a.data();
+        } else {
+            in.copy = allocate(a.nbytes());
+            copy_to_device(in.copy.get(), a.data(), a.nbytes());
+            in.data = static_cast<const T*>(in.copy.get());
+        }
+        return in;
+    }
+    int code = kDLFloat, bits = 0;
+    bool contiguous = true;
+    if (s.own) {
+        bits = s.own->bits;
+        in.shape = s.own->shape;
+        contiguous = s.own->contiguous();
+        in.data = s.own->data<T>();
+    } else {
+        const DLTensor& t = s.dl->tensor->dl_tensor;
+        code = t.dtype.code;
+        bits = t.dtype.lanes == 1 ? t.dtype.bits : 0;
+        in.shape.assign(t.shape, t.shape + t.ndim);
+        if (t.strides) {
+            int64_t expected = 1;
+            for (int i = t.ndim - 1; i >= 0; --i) {
+                if (t.shape[i] != 1 && t.strides[i] != expected) contiguous = false;
+                expected *= t.shape[i];
+            }
+        }
+        in.data = reinterpret_cast<const T*>(static_cast<const char*>(t.data) + t.byte_offset);
+    }
+    if (code != kDLFloat || bits != int(8 * sizeof(T)))
+        throw py::type_error(std::string(name) + " must have dtype float" + std::to_string(8 * sizeof(T)) +
+                             " (the dtype of theta), got " + dtype_name(code, bits));
+    check_shape<T>(in.shape, name, shape);
+    if (!contiguous) throw py::value_error(std::string(name) + " must be C-contiguous");
+    int64_t n = 1;
+    for (int64_t e : in.shape) n *= e;
+    if (!scan) return in;
+    int64_t bad = -1;
+    if (emulate) {
+        for (int64_t i = 0; i < n && bad < 0; ++i)
+            if (!std::isfinite(in.data[i]) || (nonnegative && in.data[i] < 0)) bad = i;
+    } else {
+        py::gil_scoped_release release;
+        bad = first_bad(in.data, n, nonnegative);
+    }
+    if (bad >= 0)
+        throw py::value_error(std::string(name) + (nonnegative ? " contains NaN, Inf or a negative value" : " contains NaN or Inf") +
+                              " (first at flat index " + std::to_string(bad) + ")");
+    return in;
+}
+
+// Where a result goes: `data` for the kernels; `finish()` copies it to a NumPy destination and
+// returns the result object.
+template <class T>
+struct Output {
+    T* data = nullptr;
+    py::object result;
+    Buffer staging;
+    std::size_t bytes = 0;
+    void* host = nullptr;  // NumPy destination of a device result
+
+    py::object finish() const {
+        if (host) {
+            py::gil_scoped_release release;
+            copy_to_host(host, data, bytes);
+        }
+        return result;
+    }
+};
+
+template <class T>
+Output<T> output(const std::vector<int64_t>& shape, bool device_result, bool emulate, const py::object& out = py::none(),
+                 std::initializer_list<const void*> inputs = {}) {
+    Output<T> o;
+    int64_t count = 1;
+    for (int64_t n : shape) count *= n;
+    o.bytes = std::size_t(count) * sizeof(T);
+    if (!out.is_none()) {
+        if (is_device_array(out)) {
+            Source s = source(out, "out", emulate);
+            Input<T> view = input<T>(s, "out", shape, emulate, false, false);
+            o.data = const_cast<T*>(view.data);
+            for (const void* p : inputs)
+                if (p == o.data) throw py::value_error("out must not share memory with the inputs");
+            o.result = out;
+            return o;
+        }
+        if (!py::isinstance<py::array>(out) || !py::reinterpret_borrow<py::array>(out).dtype().is(py::dtype::of<T>()))
+            throw py::type_error("out must be a numpy array with the dtype of theta, or a CUDA device array");
+        auto a = py::reinterpret_borrow<py::array_t<T>>(out);
+        check_shape<T>(std::vector<int64_t>(a.shape(), a.shape() + a.ndim()), "out", shape);
+        if (!(a.flags() & py::array::c_style)) throw py::value_error("out must be C-contiguous");
+        if (!a.writeable()) throw py::value_error("out must be writeable, got a read-only array");
+        for (const void* p : inputs)
+            if (p == a.data()) throw py::value_error("out must not share memory with the inputs");
+        o.result = out;
+        if (emulate) {
+            o.data = a.mutable_data();
+        } else {
+            o.staging = allocate(o.bytes);
+            o.data = static_cast<T*>(o.staging.get());
+            o.host = a.mutable_data();
+        }
+        return o;
+    }
+    if (device_result) {
+        DeviceArray d = DeviceArray::make(shape, 8 * sizeof(T), emulate);
+        o.data = d.data<T>();
+        o.result = py::cast(std::move(d));
+        return o;
+    }
+    py::array_t<T> a(shape);
+    o.result = a;
+    if (emulate) {
+        o.data = a.mutable_data();
+    } else {
+        o.staging = allocate(o.bytes);
+        o.data = static_cast<T*>(o.staging.get());
+        o.host = a.mutable_data();
+    }
+    return o;
+}
+
+int element_bits(const Source& s) {
+    if (s.own) return s.own->bits;
+    if (s.dl) {
+        const DLDataType t = s.dl->tensor->dl_tensor.dtype;
+        return t.code == kDLFloat && t.lanes == 1 ? t.bits : -1;
+    }
+    const py::array a = py::reinterpret_borrow<py::array>(s.object);
+    if (a.dtype().is(py::dtype::of<float>())) return 32;
+    if (a.dtype().is(py::dtype::of<double>())) return 64;
+    return -1;
+}
+
+// Calls f(T{}) with T the scalar type of theta.
+template <class F>
+auto dispatch(const Source& theta, const char* name, F&& f) {
+    switch (element_bits(theta)) {
+        case 32: return f(float(0));
+        case 64: return f(double(0));
+        default: break;
+    }
+    throw py::type_error(std::string(name) + " must have dtype float32 or float64");
+}
+
+class Model {
+public:
+    Model(std::vector<int64_t> widths, int activation, std::vector<double> kinks, std::vector<double> slopes,
+          double offset, std::vector<bool> right_sided, int loss, bool emulate)
+        : host_(std::move(widths), activation, std::move(kinks), std::move(slopes), offset, std::move(right_sided), loss),
+          emulate_(emulate) {
+        if (!emulate_) {
+            std::string why;
+            if (device_count(why) == 0) throw std::runtime_error("no CUDA device: " + why);
+        }
+    }
+
+    int64_t dim() const { return host_.dim(); }
+    bool emulate() const { return emulate_; }
+
+    py::object pre_activations(const py::object& theta, const py::object& X, int64_t first) const {
+        const NetSpec& spec = host_.spec();
+        if (first < 1 || first > spec.n_layers)
+            throw py::value_error("first must be a layer between 1 and " + std::to_string(spec.n_layers));
+        int64_t row = 0;
+        for (int64_t k = first; k <= spec.n_layers; ++k) row += spec.widths[k];
+        const Source th_src = source(theta, "theta", emulate_);
+        return dispatch(th_src, "theta", [&](auto zero) {
+            using T = decltype(zero);
+            const Input<T> th = input<T>(th_src, "theta", {dim()}, emulate_);
+            const Input<T> x = input<T>(source(X, "X", emulate_), "X", {-1, spec.widths[0]}, emulate_);
+            const int64_t M = x.shape[0];
+            Output<T> out = output<T>({M, row}, th_src.on_device(), emulate_);
+            {
+                py::gil_scoped_release release;
+                if (M > 0) gengrad::cuda::pre_activations(spec, th.data, x.data, M, first, out.data, emulate_);
+            }
+            return out.finish();
+        });
+    }
+
+    py::tuple risk_gradient(const py::object& theta, const py::object& X, const py::object& Y,
+                            const py::object& weight, int family, double r, bool want_gradient,
+                            const py::object& out) const {
+        check_family(family, r);
+        const NetSpec& spec = host_.spec();
+        const Source th_src = source(theta, "theta", emulate_);
+        return dispatch(th_src, "theta", [&](auto zero) {
+            using T = decltype(zero);
+            const Input<T> th = input<T>(th_src, "theta", {dim()}, emulate_);
+            const Input<T> x = input<T>(source(X, "X", emulate_), "X", {-1, spec.widths[0]}, emulate_);
+            const int64_t M = x.shape[0];
+            if (M == 0)
+                throw py::value_error("X must hold at least one sample, got shape (0, " + std::to_string(spec.widths[0]) + ")");
+            const Input<T> y = input<T>(source(Y, "Y", emulate_), "Y", {M, spec.widths[spec.n_layers]}, emulate_);
+            Input<T> w;
+            if (!weight.is_none()) w = input<T>(source(weight, "sample_weight", emulate_), "sample_weight", {M}, emulate_, true);
+            Output<T> grad;
+            if (want_gradient) grad = output<T>({dim()}, th_src.on_device(), emulate_, out, {th.data, x.data, y.data, w.data});
+            Output<double> risk = output<double>({1}, false, emulate_);
+            {
+                py::gil_scoped_release release;
+                gengrad::cuda::risk_gradient(spec, {Family(family), r}, th.data, 1,
+                                             EnsembleBatch<T>{x.data, y.data, w.data, M, 0, 0, 0}, risk.data,
+                                             want_gradient ? grad.data : nullptr, emulate_);
+            }
+            const double value = risk.finish().template cast<py::array_t<double>>().at(0);
+            return py::make_tuple(value, want_gradient ? grad.finish() : py::none());
+        });
+    }
+
+    py::tuple ensemble_risk_gradient(const py::object& thetas, const py::object& X, const py::object& Y,
+                                     const py::object& weight, int family, double r, bool want_gradient,
+                                     const py::object& out) const {
+        check_family(family, r);
+        const NetSpec& spec = host_.spec();
+        const int64_t l0 = spec.widths[0], lL = spec.widths[spec.n_layers];
+        const Source th_src = source(thetas, "thetas", emulate_);
+        return dispatch(th_src, "thetas", [&](auto zero) {
+            using T = decltype(zero);
+            if (th_src.ndim() != 2)
+                throw py::value_error("thetas must have shape (n, " + std::to_string(dim()) + ")");
+            const Input<T> th = input<T>(th_src, "thetas", {-1, dim()}, emulate_);
+            const int64_t n = th.shape[0];
+            if (n == 0) throw py::value_error("thetas must hold at least one network");
+            const Source x_src = source(X, "X", emulate_);
+            const bool per_net_x = x_src.ndim() == 3;
+            const Input<T> x = input<T>(x_src, "X", per_net_x ? std::vector<int64_t>{n, -1, l0} : std::vector<int64_t>{-1, l0}, emulate_);
+            const int64_t M = x.shape[per_net_x ? 1 : 0];
+            if (M == 0) throw py::value_error("X must hold at least one sample");
+            const Source y_src = source(Y, "Y", emulate_);
+            const bool per_net_y = y_src.ndim() == 3;
+            const Input<T> y = input<T>(y_src, "Y", per_net_y ? std::vector<int64_t>{n, M, lL} : std::vector<int64_t>{M, lL}, emulate_);
+            Input<T> w;
+            int64_t w_stride = 0;
+            if (!weight.is_none()) {
+                const Source w_src = source(weight, "sample_weight", emulate_);
+                const bool per_net_w = w_src.ndim() == 2;
+                w = input<T>(w_src, "sample_weight", per_net_w ? std::vector<int64_t>{n, M} : std::vector<int64_t>{M}, emulate_, true);
+                w_stride = per_net_w ? M : 0;
+            }
+            Output<T> grads;
+            if (want_gradient) grads = output<T>({n, dim()}, th_src.on_device(), emulate_, out, {th.data, x.data, y.data, w.data});
+            Output<double> risks = output<double>({n}, th_src.on_device(), emulate_);
+            {
+                py::gil_scoped_release release;
+                gengrad::cuda::risk_gradient(spec, {Family(family), r}, th.data, n,
+                                             EnsembleBatch<T>{x.data, y.data, w.data, M, per_net_x ? M * l0 : 0,
+                                                              per_net_y ? M * lL : 0, w_stride},
+                                             risks.data, want_gradient ? grads.data : nullptr, emulate_);
+            }
+            return py::make_tuple(risks.finish(), want_gradient ? grads.finish() : py::none());
+        });
+    }
+
+    // Exact kink hits per hidden layer, counted on the host from the device's pre-activations.
+    py::array_t<int64_t> kink_counts(const py::object& theta, const py::object& X) const {
+        const NetSpec& spec = host_.spec();
+        py::array_t<int64_t> counts(spec.n_layers - 1);
+        std::fill(counts.mutable_data(), counts.mutable_data() + counts.size(), 0);
+        const Source th_src = source(theta, "theta", emulate_);
+        dispatch(th_src, "theta", [&](auto zero) {
+            using T = decltype(zero);
+            const Input<T> th = input<T>(th_src, "theta", {dim()}, emulate_);
+            const Input<T> x = input<T>(source(X, "X", emulate_), "X", {-1, spec.widths[0]}, emulate_);
+            const int64_t M = x.shape[0], L = spec.n_layers;
+            int64_t row = 0;
+            for (int64_t k = 1; k <= L; ++k) row += spec.widths[k];
+            if (M == 0 || spec.activation != ActivationKind::piecewise_linear || spec.pwl.n_kinks == 0) return 0;
+            std::vector<T> Z(std::size_t(M * row));
+            Buffer staging = emulate_ ? Buffer() : allocate(Z.size() * sizeof(T));
+            T* dst = emulate_ ? Z.data() : static_cast<T*>(staging.get());
+            int64_t* hits = counts.mutable_data();
+            py::gil_scoped_release release;
+            gengrad::cuda::pre_activations(spec, th.data, x.data, M, 1, dst, emulate_);
+            if (!emulate_) copy_to_host(Z.data(), dst, Z.size() * sizeof(T));
+            const portable::PiecewiseLinear<T> act(spec.pwl);
+            for (int64_t m = 0; m < M; ++m) {
+                int64_t col = 0;
+                for (int64_t k = 1; k < L; ++k)
+                    for (int64_t i = 0; i < spec.widths[k]; ++i) hits[k - 1] += act.is_kink(Z[m * row + col++]);
+            }
+            return 0;
+        });
+        return counts;
+    }
+
+private:
+    static void check_family(int family, double r) {
+        if (family < 0 || family > int(Family::shifted_softplus))
+            throw py::value_error("unknown approximant family " + std::to_string(family));
+        if (family != 0 && !(r > 0 && std::isfinite(r)))
+            throw py::value_error("r must be a positive finite number, got " + std::to_string(r));
+    }
+
+    python::Model host_;  // the architecture, its checks and layout, shared with _core
+    bool emulate_;
+};
+
+py::object numpy_copy(const DeviceArray& a, const py::object& dtype) {
+    if (!a.contiguous()) throw py::value_error("a column slice of a DeviceArray is copied with DLPack (e.g. torch.from_dlpack)");
+    py::array host = a.bits == 32 ? py::array(py::array_t<float>(a.shape)) : py::array(py::array_t<double>(a.shape));
+    const std::size_t bytes = std::size_t(a.size()) * a.bits / 8;
+    if (a.device_type == kDLCPU) {
+        std::memcpy(host.mutable_data(), a.data<char>(), bytes);
+    } else {
+        py::gil_scoped_release release;
+        copy_to_host(host.mutable_data(), a.data<char>(), bytes);
+    }
+    return dtype.is_none() ? py::object(host) : py::object(host.attr("astype")(dtype));
+}
+
+}  // namespace
+}  // namespace cuda
+}  // namespace gengrad
+
+PYBIND11_MODULE(_cuda, m) {
+    using namespace gengrad::cuda;
+    m.doc() = "gengrad's CUDA backend: the fused network kernels on the GPU, or emulated on the CPU";
+    py::class_<DeviceArray>(m, "DeviceArray")
+        .def_property_readonly("shape", [](const DeviceArray& a) { return py::tuple(py::cast(a.shape)); })
+        .def_property_readonly("dtype", [](const DeviceArray& a) { return py::dtype(a.bits == 32 ? "float32" : "float64"); })
+        .def_property_readonly("ndim", [](const DeviceArray& a) { return a.shape.size(); })
+        .def("__dlpack__", [](const DeviceArray& a, const py::object&, const py::object&, const py::object&,
+                              const py::object&) { return to_dlpack(a); },
+             py::kw_only(), py::arg("stream") = py::none(), py::arg("max_version") = py::none(),
+             py::arg("dl_device") = py::none(), py::arg("copy") = py::none())
+        .def("__dlpack_device__", [](const DeviceArray& a) { return py::make_tuple(int(a.device_type), a.device); })
+        .def("__array__", [](const DeviceArray& a, const py::object& dtype, const py::object&) { return numpy_copy(a, dtype); },
+             py::arg("dtype") = py::none(), py::arg("copy") = py::none())
+        // the column slice [:, start:stop] of a matrix, sharing the buffer (Network.pre_activations)
+        .def("__getitem__", [](const DeviceArray& a, const py::object& key) {
+            if (!py::isinstance<py::tuple>(key))
+                throw py::index_error("a DeviceArray supports only the column slices [:, start:stop] of a matrix");
+            const auto index = key.cast<py::tuple>();
+            if (a.shape.size() != 2 || index.size() != 2 || !py::isinstance<py::slice>(index[0]) ||
+                !py::isinstance<py::slice>(index[1]))
+                throw py::index_error("a DeviceArray supports only the column slices [:, start:stop] of a matrix");
+            size_t r0, r1, rs, rn, c0, c1, cs, cn;
+            if (!index[0].cast<py::slice>().compute(size_t(a.shape[0]), &r0, &r1, &rs, &rn) ||
+                !index[1].cast<py::slice>().compute(size_t(a.shape[1]), &c0, &c1, &cs, &cn))
+                throw py::error_already_set();
+            if (rn != size_t(a.shape[0]) || cs != 1)
+                throw py::index_error("a DeviceArray supports only the column slices [:, start:stop] of a matrix");
+            DeviceArray view = a;
+            view.byte_offset += c0 * a.bits / 8;
+            view.shape[1] = int64_t(cn);
+            return view;
+        })
+        .def("__repr__", [](const DeviceArray& a) {
+            return "DeviceArray(shape=" + gengrad::python::shape_text(a.shape) + ", dtype=float" + std::to_string(a.bits) +
+                   ", device=" + (a.device_type == kDLCPU ? std::string("cpu") : "cuda:" + std::to_string(a.device)) + ")";
+        });
+    py::class_<Model>(m, "Model")
+        .def(py::init<std::vector<int64_t>, int, std::vector<double>, std::vector<double>, double, std::vector<bool>, int, bool>(),
+             py::arg("widths"), py::arg("activation"), py::arg("kinks"), py::arg("slopes"), py::arg("offset"),
+             py::arg("right_sided"), py::arg("loss"), py::arg("emulate") = false)
+        .def_property_readonly("dim", &Model::dim)
+        .def_property_readonly("emulate", &Model::emulate)
+        .def("pre_activations", &Model::pre_activations, py::arg("theta"), py::arg("X"), py::arg("first"))
+        .def("risk_gradient", &Model::risk_gradient, py::arg("theta"), py::arg("X"), py::arg("Y"),
+             py::arg("sample_weight"), py::arg("family"), py::arg("r"), py::arg("want_gradient"), py::arg("out"))
+        .def("kink_counts", &Model::kink_counts, py::arg("theta"), py::arg("X"))
+        .def("ensemble_risk_gradient", &Model::ensemble_risk_gradient, py::arg("thetas"), py::arg("X"), py::arg("Y"),
+             py::arg("sample_weight"), py::arg("family"), py::arg("r"), py::arg("want_gradient"), py::arg("out"));
+    m.def("_set_chunk_elements", &set_chunk_elements, py::arg("elements"),
+          "For tests: the scratch budget that sets the layer-by-layer path's samples per chunk (0: default)");
+    m.def("is_device_array", [](const py::handle& obj) { return is_device_array(obj); }, py::arg("obj"));
+    m.def("device_count", []() {
+        std::string why;
+        return device_count(why);
+    });
+    m.def("build_info", []() {
+        py::dict info;
+        std::string why;
+        const int count = device_count(why);
+        info["runtime_version"] = runtime_version();
+        info["architectures"] = architectures();
+        info["devices"] = count;
+        std::vector<std::string> names;
+        for (int i = 0; i < count; ++i) names.push_back(device_name(i));
+        info["device_names"] = names;
+        info["unavailable"] = count ? py::object(py::none()) : py::object(py::str(why));
+        return info;
+    });
+}

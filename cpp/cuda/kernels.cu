@@ -1,0 +1,449 @@
+// The CUDA kernels and their host-side drivers: the fused network kernel of fused.hpp for
+// networks whose tile fits in shared memory, the layer-by-layer steps of layered.hpp for the
+// others; launched on the device, or run on the CPU (emulate = true: the same code, thread after
+// thread or item after item, which is how the kernels' arithmetic is tested without a GPU).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "gengrad/fused.hpp"
+#include "gengrad/layered.hpp"
+#include "launch.hpp"
+
+namespace gengrad {
+namespace cuda {
+
+using namespace GENGRAD_ISA_NS;
+
+namespace {
+
+void check(cudaError_t status, const char* what) {
+    if (status != cudaSuccess)
+        throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(status));
+}
+
+// The launch checks: errors of the launch itself, then of the kernel's execution.
+void check_launch(const char* kernel) {
+    check(cudaGetLastError(), kernel);
+    check(cudaStreamSynchronize(0), kernel);
+}
+
+// The architecture is read by every phase of every thread: kept in shared memory instead of the
+// parameter space, whose address a reference would take (forcing a per-thread local copy).
+__device__ const Arch& shared_arch(const Arch& a) {
+    __shared__ Arch copy;
+    const auto* src = reinterpret_cast<const int64_t*>(&a);
+    auto* dst = reinterpret_cast<int64_t*>(&copy);
+    static_assert(sizeof(Arch) % sizeof(int64_t) == 0, "Arch is copied as int64 words");
+    for (int i = threadIdx.x; i < int(sizeof(Arch) / sizeof(int64_t)); i += blockDim.x) dst[i] = src[i];
+    __syncthreads();
+    return copy;
+}
+
+// Where a block keeps its scratch and the network's parameters: placement changes no result,
+// only speed, so it may depend on the device.
+struct Placement {
+    bool scratch_shared, theta_shared;
+    std::size_t shared_bytes;  // dynamic shared memory per block
+};
+
+template <class T>
+Placement place(const Arch& a, const Tiling& tiling, int device) {
+    int limit = 0;
+    check(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "shared memory limit");
+    const std::size_t budget = std::size_t(limit) - sizeof(Arch);
+    const std::size_t losses = Tiling::kMaxSamples * sizeof(double);
+    const std::size_t scratch = std::size_t(tiling.scratch_elements(a)) * sizeof(T);
+    const std::size_t theta = std::size_t(a.d) * sizeof(T);
+    Placement p{losses + scratch <= budget, false, losses};
+    if (p.scratch_shared) p.shared_bytes += scratch;
+    p.theta_shared = p.shared_bytes + theta <= budget;
+    if (p.theta_shared) p.shared_bytes += theta;
+    return p;
+}
+
+// Runs a work item's phases on the device: all threads of the block, then a barrier.
+struct DeviceEach {
+    template <class Phase>
+    __device__ void operator()(const Phase& phase) const {
+        phase(int(threadIdx.x), int(blockDim.x));
+        __syncthreads();
+    }
+};
+
+// The same phases on the host: one thread after the other. No phase reads what another thread
+// of the same phase writes (fused.hpp), so this is the device's arithmetic exactly. (Host and
+// device, like the WorkItem::run that calls it, only so that nvcc need not warn about a host
+// function called from host/device code; it runs on the host.)
+struct HostEach {
+    template <class Phase>
+    __host__ __device__ void operator()(const Phase& phase) const {
+        for (int t = 0; t < Tiling::kThreads; ++t) phase(t, Tiling::kThreads);
+    }
+};
+
+// The block's memory: losses, then the scratch and the parameters where they are shared.
+template <class T>
+struct BlockMemory {
+    double* losses;
+    T* scratch;
+    T* theta;  // null: read the parameters from global memory
+};
+
+template <class T>
+__device__ BlockMemory<T> block_memory(unsigned char* shared, const Placement& place, int64_t scratch_elements,
+                                       T* scratch_global) {
+    BlockMemory<T> m{reinterpret_cast<double*>(shared), nullptr, nullptr};
+    T* next = reinterpret_cast<T*>(shared + Tiling::kMaxSamples * sizeof(double));
+    if (place.scratch_shared) {
+        m.scratch = next;
+        next += scratch_elements;
+    } else {
+        m.scratch = scratch_global + int64_t(blockIdx.x) * scratch_elements;
+    }
+    if (place.theta_shared) m.theta = next;
+    return m;
+}
+
+template <class T>
+__device__ const T* staged(const T* theta, int64_t d, T* shared) {
+    if (!shared) return theta;
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) shared[i] = theta[i];
+    __syncthreads();
+    return shared;
+}
+
+template <class T, class Act>
+__global__ void __launch_bounds__(Tiling::kThreads)
+risk_gradient_kernel(const Arch arch, const Act act, const Tiling tiling, const Problem<T> p, const Placement place,
+                     T* scratch_global) {
+    extern __shared__ __align__(16) unsigned char shared[];
+    const Arch& a = shared_arch(arch);
+    const BlockMemory<T> mem = block_memory<T>(shared, place, tiling.scratch_elements(a), scratch_global);
+    for (int64_t item = blockIdx.x; item < tiling.work_items(); item += gridDim.x) {
+        const int64_t net = item / tiling.groups;
+        const T* theta = staged(p.thetas + net * a.d, a.d, mem.theta);
+        const WorkItem<T, Act> w{a, act, tiling, p, net, item % tiling.groups, theta, mem.scratch, mem.losses};
+        w.run(DeviceEach{});
+    }
+}
+
+template <class T, class Act>
+__global__ void __launch_bounds__(Tiling::kThreads)
+forward_kernel(const Arch arch, const Act act, const Tiling tiling, const Problem<T> p, const Placement place,
+               T* scratch_global, int64_t first, T* out) {
+    extern __shared__ __align__(16) unsigned char shared[];
+    const Arch& a = shared_arch(arch);
+    const BlockMemory<T> mem = block_memory<T>(shared, place, tiling.scratch_elements(a), scratch_global);
+    const T* theta = staged(p.thetas, a.d, mem.theta);
+    const ForwardItem<T, Act> f{{a, act, tiling, p, 0, 0, theta, mem.scratch, mem.losses}, first, out};
+    for (int64_t tile = blockIdx.x; tile < tiling.tiles; tile += gridDim.x) f.run(tile, DeviceEach{});
+}
+
+template <class T>
+__global__ void reduce_kernel(const Tiling tiling, int64_t d, int64_t count, const T* grad_slots,
+                              const double* risk_slots, T* grads, double* risks) {
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
+        reduce_item(tiling, d, grad_slots, risk_slots, i, grads, risks);
+}
+
+template <class T>
+__global__ void first_bad_kernel(const T* p, int64_t n, bool negative_too, unsigned long long* first) {
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+        if (!isfinite(p[i]) || (negative_too && p[i] < 0)) atomicMin(first, static_cast<unsigned long long>(i));
+}
+
+// The layered path's chunk budget (set_chunk_elements).
+std::atomic<int64_t> g_chunk_elements{kChunkElements};
+
+// The layered path's launches: one thread per item, a grid-stride loop over the items.
+template <class Step>
+__global__ void items_kernel(const Step step, int64_t count) {
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
+        step(i);
+}
+
+struct DeviceRun {
+    template <class Step>
+    void operator()(const Step& step) const {
+        const int64_t count = step.count();
+        if (count == 0) return;
+        const int64_t threads = 128, blocks = std::min<int64_t>((count + threads - 1) / threads, int64_t(1) << 20);
+        items_kernel<Step><<<unsigned(blocks), unsigned(threads)>>>(step, count);
+        check(cudaGetLastError(), "items_kernel");
+    }
+};
+
+// Items are independent within a step (each writes its own outputs), so any order computes
+// what the device does.
+struct HostRun {
+    template <class Step>
+    void operator()(const Step& step) const {
+        for (int64_t i = 0; i < step.count(); ++i) step(i);
+    }
+};
+
+// Device memory released at the end of the scope (allocated from the stream-ordered pool, so
+// repeated calls do not pay for cudaMalloc).
+template <class T>
+struct Scratch {
+    T* p = nullptr;
+    explicit Scratch(std::size_t count) {
+        if (count) check(cudaMallocAsync(reinterpret_cast<void**>(&p), count * sizeof(T), 0), "cudaMallocAsync");
+    }
+    ~Scratch() {
+        if (p) cudaFreeAsync(p, 0);
+    }
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+};
+
+// Blocks to launch: enough to fill the device, at most one per work item. Any number gives the
+// same results (each work item is computed by one block, whichever).
+template <class Kernel>
+int64_t grid_size(Kernel kernel, std::size_t shared_bytes, int64_t work_items) {
+    int device = 0, sms = 0, per_sm = 0;
+    check(cudaGetDevice(&device), "cudaGetDevice");
+    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "multiprocessor count");
+    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, Tiling::kThreads, shared_bytes),
+          "occupancy");
+    return std::max<int64_t>(1, std::min<int64_t>(work_items, int64_t(sms) * std::max(per_sm, 1)));
+}
+
+template <class Kernel>
+void allow_shared(Kernel kernel, std::size_t bytes) {
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)),
+          "shared memory size");
+}
+
+template <class T, class Act>
+void risk_gradient_device(const Arch& a, const Act& act, const Tiling& tiling, Problem<T> p, double* risks, T* grads) {
+    int device = 0;
+    check(cudaGetDevice(&device), "cudaGetDevice");
+    const Placement pl = place<T>(a, tiling, device);
+    const bool reduce = tiling.groups > 1;
+    Scratch<T> grad_slots(reduce && grads ? std::size_t(tiling.work_items() * a.d) : 0);
+    Scratch<double> risk_slots(reduce ? std::size_t(tiling.work_items()) : 0);
+    p.grad_slots = reduce ? grad_slots.p : grads;
+    p.risk_slots = reduce ? risk_slots.p : risks;
+    auto kernel = risk_gradient_kernel<T, Act>;
+    allow_shared(kernel, pl.shared_bytes);
+    const int64_t blocks = grid_size(kernel, pl.shared_bytes, tiling.work_items());
+    Scratch<T> scratch(pl.scratch_shared ? 0 : std::size_t(blocks * tiling.scratch_elements(a)));
+    kernel<<<unsigned(blocks), Tiling::kThreads, pl.shared_bytes>>>(a, act, tiling, p, pl, scratch.p);
+    check_launch("risk_gradient_kernel");
+    if (reduce) {
+        const int64_t count = reduce_items(tiling, a.d, grads != nullptr);
+        const int64_t threads = 256, reduce_blocks = std::min<int64_t>((count + threads - 1) / threads, 65535);
+        reduce_kernel<T><<<unsigned(reduce_blocks), unsigned(threads)>>>(tiling, a.d, count, grad_slots.p,
+                                                                         risk_slots.p, grads, risks);
+        check_launch("reduce_kernel");
+    }
+}
+
+template <class T, class Act>
+void risk_gradient_host(const Arch& a, const Act& act, const Tiling& tiling, Problem<T> p, double* risks, T* grads) {
+    const bool reduce = tiling.groups > 1;
+    std::vector<T> grad_slots(reduce && grads ? std::size_t(tiling.work_items() * a.d) : 0);
+    std::vector<double> risk_slots(reduce ? std::size_t(tiling.work_items()) : 0);
+    p.grad_slots = reduce ? grad_slots.data() : grads;
+    p.risk_slots = reduce ? risk_slots.data() : risks;
+    std::vector<T> scratch(std::size_t(tiling.scratch_elements(a)));
+    std::vector<double> losses(Tiling::kMaxSamples);
+    for (int64_t item = 0; item < tiling.work_items(); ++item) {
+        const int64_t net = item / tiling.groups;
+        const WorkItem<T, Act> w{a, act, tiling, p, net, item % tiling.groups, p.thetas + net * a.d,
+                                 scratch.data(), losses.data()};
+        w.run(HostEach{});
+    }
+    if (reduce)
+        for (int64_t i = 0; i < reduce_items(tiling, a.d, grads != nullptr); ++i)
+            reduce_item(tiling, a.d, grad_slots.data(), risk_slots.data(), i, grads, risks);
+}
+
+// Network after network, chunk after chunk, step after step (on the device: in stream order).
+template <class T, class Act, class Run>
+void layered_risk_gradient(const Arch& a, const Act& act, const Chunking& ch, const T* thetas, int64_t n,
+                           const EnsembleBatch<T>& b, double* risks, T* grads, T* Z, double* losses, const Run& run) {
+    for (int64_t net = 0; net < n; ++net)
+        for (int64_t i = 0; i < ch.chunks; ++i) {
+            const int64_t m0 = i * ch.chunk;
+            const Layered<T, Act> s{act, a.loss, b.M, ch.ld, a.widths[0], a.widths[a.L], a.z_row[a.L],
+                                    thetas + net * a.d, b.X + net * b.x_stride, b.Y + net * b.y_stride,
+                                    b.weight ? b.weight + net * b.weight_stride : nullptr, Z, losses,
+                                    grads ? grads + net * a.d : nullptr, risks + net, m0,
+                                    std::min(ch.chunk, b.M - m0), i == 0};
+            layered_chunk(a, s, run);
+        }
+}
+
+template <class T, class Act>
+void layered_risk_gradient(const Arch& a, const Act& act, const T* thetas, int64_t n, const EnsembleBatch<T>& b,
+                           double* risks, T* grads, bool emulate) {
+    const Chunking ch = Chunking::make(a, b.M, g_chunk_elements);
+    const std::size_t scratch = std::size_t(a.rows * ch.ld);
+    if (emulate) {
+        std::vector<T> Z(scratch);
+        std::vector<double> losses(std::size_t(ch.chunk));
+        layered_risk_gradient(a, act, ch, thetas, n, b, risks, grads, Z.data(), losses.data(), HostRun{});
+        return;
+    }
+    Scratch<T> Z(scratch);
+    Scratch<double> losses(std::size_t(ch.chunk));
+    layered_risk_gradient(a, act, ch, thetas, n, b, risks, grads, Z.p, losses.p, DeviceRun{});
+    check_launch("layered steps");
+}
+
+template <class T, class Act>
+void layered_pre_activations(const Arch& a, const Act& act, const T* theta, const T* X, int64_t M, int64_t first,
+                             T* out, bool emulate) {
+    const Chunking ch = Chunking::make(a, M, g_chunk_elements);
+    const std::size_t scratch = std::size_t(a.rows * ch.ld);
+    std::vector<T> host_Z(emulate ? scratch : 0);
+    Scratch<T> device_Z(emulate ? 0 : scratch);
+    for (int64_t i = 0; i < ch.chunks; ++i) {
+        const int64_t m0 = i * ch.chunk;
+        const Layered<T, Act> s{act, a.loss, M, ch.ld, a.widths[0], a.widths[a.L], a.z_row[a.L], theta, X,
+                                nullptr, nullptr, emulate ? host_Z.data() : device_Z.p, nullptr, nullptr, nullptr,
+                                m0, std::min(ch.chunk, M - m0), i == 0};
+        if (emulate) layered_forward_chunk(a, s, first, out, HostRun{});
+        else layered_forward_chunk(a, s, first, out, DeviceRun{});
+    }
+    if (!emulate) check_launch("layered forward steps");
+}
+
+template <class T, class Act>
+void pre_activations_run(const Arch& a, const Act& act, const T* theta, const T* X, int64_t M, int64_t first, T* out,
+                         bool emulate) {
+    if (!fused_fits<T>(a)) return layered_pre_activations(a, act, theta, X, M, first, out, emulate);
+    const Tiling tiling = Tiling::make(a, sizeof(T), 1, M);
+    Problem<T> p{theta, {X, nullptr, nullptr, M, 0, 0, 0}, false, nullptr, nullptr};
+    if (emulate) {
+        std::vector<T> scratch(std::size_t(tiling.scratch_elements(a)));
+        std::vector<double> losses(Tiling::kMaxSamples);
+        const ForwardItem<T, Act> f{{a, act, tiling, p, 0, 0, theta, scratch.data(), losses.data()}, first, out};
+        for (int64_t tile = 0; tile < tiling.tiles; ++tile) f.run(tile, HostEach{});
+        return;
+    }
+    int device = 0;
+    check(cudaGetDevice(&device), "cudaGetDevice");
+    const Placement pl = place<T>(a, tiling, device);
+    auto kernel = forward_kernel<T, Act>;
+    allow_shared(kernel, pl.shared_bytes);
+    const int64_t blocks = grid_size(kernel, pl.shared_bytes, tiling.tiles);
+    Scratch<T> scratch(pl.scratch_shared ? 0 : std::size_t(blocks * tiling.scratch_elements(a)));
+    kernel<<<unsigned(blocks), Tiling::kThreads, pl.shared_bytes>>>(a, act, tiling, p, pl, scratch.p, first, out);
+    check_launch("forward_kernel");
+}
+
+}  // namespace
+
+int device_count(std::string& why) {
+    int count = 0;
+    const cudaError_t status = cudaGetDeviceCount(&count);
+    if (status != cudaSuccess) {
+        why = cudaGetErrorString(status);
+        cudaGetLastError();  // clear the sticky error of a failed query
+        return 0;
+    }
+    if (count == 0) why = "no CUDA device is visible";
+    return count;
+}
+
+int current_device() {
+    int device = 0;
+    check(cudaGetDevice(&device), "cudaGetDevice");
+    return device;
+}
+
+std::string device_name(int device) {
+    cudaDeviceProp prop{};
+    check(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
+    return prop.name;
+}
+
+int runtime_version() {
+    int version = 0;
+    cudaRuntimeGetVersion(&version);
+    return version;
+}
+
+const char* architectures() { return GENGRAD_CUDA_ARCHITECTURES; }
+
+void* device_alloc(std::size_t bytes) {
+    void* p = nullptr;
+    if (bytes) check(cudaMallocAsync(&p, bytes, 0), "cudaMallocAsync");
+    return p;
+}
+
+void device_free(void* p) noexcept {
+    if (p) cudaFreeAsync(p, 0);
+}
+
+void copy_to_device(void* dst, const void* src, std::size_t bytes) {
+    if (bytes) check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "copy to the device");
+}
+
+void copy_to_host(void* dst, const void* src, std::size_t bytes) {
+    if (bytes) check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "copy to the host");
+}
+
+void copy_on_device(void* dst, const void* src, std::size_t bytes) {
+    if (bytes) check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "copy on the device");
+}
+
+void set_chunk_elements(int64_t elements) { g_chunk_elements = elements > 0 ? elements : kChunkElements; }
+
+void synchronize() { check(cudaStreamSynchronize(0), "synchronize"); }
+
+template <class T>
+int64_t first_bad(const T* p, int64_t n, bool negative_too) {
+    if (n == 0) return -1;
+    const unsigned long long none = ~0ull;
+    Scratch<unsigned long long> first(1);
+    check(cudaMemcpy(first.p, &none, sizeof none, cudaMemcpyHostToDevice), "scan");
+    const int64_t blocks = std::min<int64_t>((n + 255) / 256, 4096);
+    first_bad_kernel<T><<<unsigned(blocks), 256>>>(p, n, negative_too, first.p);
+    check_launch("first_bad_kernel");
+    unsigned long long index = none;
+    check(cudaMemcpy(&index, first.p, sizeof index, cudaMemcpyDeviceToHost), "scan");
+    return index == none ? -1 : int64_t(index);
+}
+
+template <class T>
+void risk_gradient(const NetSpec& net, Approximation approx, const T* thetas, int64_t n,
+                   const EnsembleBatch<T>& batch, double* risks, T* grads, bool emulate) {
+    const Arch a = make_arch(net);
+    with_activation<T>(net, approx, [&](const auto& act) {
+        if (!fused_fits<T>(a)) return layered_risk_gradient(a, act, thetas, n, batch, risks, grads, emulate);
+        const Tiling tiling = Tiling::make(a, sizeof(T), n, batch.M);
+        const Problem<T> p{thetas, batch, grads != nullptr, nullptr, nullptr};
+        if (emulate) risk_gradient_host(a, act, tiling, p, risks, grads);
+        else risk_gradient_device(a, act, tiling, p, risks, grads);
+    });
+}
+
+template <class T>
+void pre_activations(const NetSpec& net, const T* theta, const T* X, int64_t M, int64_t first, T* out, bool emulate) {
+    const Arch a = make_arch(net);
+    with_activation<T>(net, {Family::exact, 0.0}, [&](const auto& act) {
+        pre_activations_run(a, act, theta, X, M, first, out, emulate);
+    });
+}
+
+template int64_t first_bad<float>(const float*, int64_t, bool);
+template int64_t first_bad<double>(const double*, int64_t, bool);
+template void risk_gradient<float>(const NetSpec&, Approximation, const float*, int64_t,
+                                   const EnsembleBatch<float>&, double*, float*, bool);
+template void risk_gradient<double>(const NetSpec&, Approximation, const double*, int64_t,
+                                    const EnsembleBatch<double>&, double*, double*, bool);
+template void pre_activations<float>(const NetSpec&, const float*, const float*, int64_t, int64_t, float*, bool);
+template void pre_activations<double>(const NetSpec&, const double*, const double*, int64_t, int64_t, double*, bool);
+
+}  // namespace cuda
+}  // namespace gengrad

@@ -1,0 +1,53 @@
+// The interface of the CUDA kernels (kernels.cu) to the bindings (bindings.cpp): plain data and
+// raw pointers, so that the bindings compile with the host compiler alone and no CUDA header
+// reaches them. Every function throws std::runtime_error with CUDA's message when a call fails.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "gengrad/kernels.hpp"
+
+namespace gengrad {
+namespace cuda {
+
+// The number of usable devices; 0 with `why` set when there is none (no driver, no device, ...).
+int device_count(std::string& why);
+int current_device();
+std::string device_name(int device);
+int runtime_version();
+// The architectures the kernels were compiled for, e.g. "sm_90 compute_90".
+const char* architectures();
+
+void* device_alloc(std::size_t bytes);
+void device_free(void* p) noexcept;
+void copy_to_device(void* dst, const void* src, std::size_t bytes);
+void copy_to_host(void* dst, const void* src, std::size_t bytes);
+void copy_on_device(void* dst, const void* src, std::size_t bytes);
+// Waits for everything gengrad queued (on the legacy default stream).
+void synchronize();
+
+// The samples per chunk of the layer-by-layer path follow from a budget of scratch elements
+// (default kChunkElements in layered.hpp; 0 restores it). For tests: several chunks on small
+// problems. Changes the order of summation, hence results by rounding.
+void set_chunk_elements(int64_t elements);
+
+// The first flat index in p[0..n) (device memory) holding NaN or Inf, or a negative value when
+// `negative_too`; -1 if none.
+template <class T>
+int64_t first_bad(const T* p, int64_t n, bool negative_too);
+
+// Risks (n,) and, when grads is not null, gradients (n, d) of n networks with parameters
+// thetas (n, d): EnsembleBatch's conventions, every pointer in device memory; or, with
+// `emulate`, every pointer in host memory and the kernels' phases run on the CPU.
+template <class T>
+void risk_gradient(const NetSpec& net, Approximation approx, const T* thetas, int64_t n,
+                   const EnsembleBatch<T>& batch, double* risks, T* grads, bool emulate);
+
+// The pre-activations z^first..z^L of each of the M rows of X, sample-major, into out.
+template <class T>
+void pre_activations(const NetSpec& net, const T* theta, const T* X, int64_t M, int64_t first, T* out,
+                     bool emulate);
+
+}  // namespace cuda
+}  // namespace gengrad

@@ -1,0 +1,366 @@
+"""The CUDA backend (gengrad._cuda). Without a GPU: the module imports and reports that there is
+no device, backend="cuda" refuses clearly, and the kernels' phases, emulated on the CPU (the same
+host/device code, backends.CudaEmulated; the cross-implementation table runs it too), agree with
+the reference and the CPU core, also for ensembles, approximants and the DLPack paths (with
+PyTorch CPU tensors standing in for device arrays). With a GPU: the same on the device, device
+arrays in and out, and bitwise reproducible results."""
+import numpy as np
+import pytest
+
+import gengrad
+from conftest import kink_problem, random_problem, relative_error
+from gengrad import reference as R
+
+BUILT = gengrad.cuda.built()
+NO_DEVICE = gengrad.cuda.unavailable()
+needs_module = pytest.mark.skipif(not BUILT, reason="gengrad was built without gengrad._cuda")
+needs_device = pytest.mark.skipif(NO_DEVICE is not None, reason=f"no usable GPU: {NO_DEVICE}")
+TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
+
+
+def emulated(net: gengrad.Network):
+    return gengrad.cuda.model(net._model_args, emulate=True)
+
+
+def test_build_info_reports_cuda():
+    info = gengrad.build_info()["cuda"]
+    assert info["built"] == BUILT
+    assert isinstance(info["devices"], int)
+    assert (info["devices"] == 0) == (NO_DEVICE is not None)
+    if BUILT:
+        assert "90" in info["architectures"]
+
+
+@pytest.mark.skipif(NO_DEVICE is None, reason="a GPU is usable here")
+def test_backend_cuda_without_a_device_says_why():
+    with pytest.raises(RuntimeError, match="backend='cuda' is unavailable: "):
+        gengrad.Network((2, 3, 1), backend="cuda")
+    with pytest.raises(RuntimeError, match="backend='cuda' is unavailable: "):
+        gengrad.Ensemble((2, 3, 1), 4, backend="cuda")
+
+
+@needs_module
+@pytest.mark.skipif(NO_DEVICE is None, reason="a GPU is usable here")
+def test_module_reports_no_device():
+    from gengrad import _cuda
+    assert _cuda.device_count() == 0
+    assert _cuda.build_info()["unavailable"]
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        _cuda.Model([2, 3, 1], 0, [0.0], [0.0, 1.0], 0.0, [False], 0)
+
+
+def test_unknown_backend_of_an_ensemble():
+    with pytest.raises(ValueError, match="unknown backend 'reference'"):
+        gengrad.Ensemble((2, 3, 1), 4, backend="reference")
+
+
+def test_device_arrays_are_told_apart_from_host_arrays():
+    class FakeCuda:
+        def __dlpack_device__(self):
+            return (2, 0)
+
+    assert gengrad.cuda.is_device_array(FakeCuda())
+    assert not gengrad.cuda.is_device_array(np.zeros(3))
+    assert not gengrad.cuda.is_device_array([1.0, 2.0])
+    torch = pytest.importorskip("torch")
+    assert not gengrad.cuda.is_device_array(torch.zeros(3))  # a CPU tensor: converted to NumPy
+
+
+# --- the kernels' arithmetic, emulated on the CPU ---------------------------------------------
+
+def _ensemble_problem(widths, n, M, dtype, loss, data, per_net, weighted, seed=0):
+    rng = np.random.default_rng(seed)
+    make = kink_problem if data == "kink" else random_problem
+    problems = [make(widths, M, seed + i, loss, dtype) for i in range(n)]
+    thetas = np.stack([p[0] for p in problems])
+    X = np.stack([p[1] for p in problems]) if per_net else problems[0][1]
+    Y = np.stack([p[2] for p in problems]) if per_net else problems[0][2]
+    weight = None
+    if weighted:
+        shape = (n, M) if per_net else (M,)
+        weight = rng.uniform(0.0, 2.0, size=shape).astype(dtype)
+    return thetas, X, Y, weight
+
+
+@needs_module
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("loss", ["squared_error", "cross_entropy"])
+@pytest.mark.parametrize("data", ["random", "kink"])
+@pytest.mark.parametrize("per_net,weighted", [(False, False), (True, True), (False, True)])
+def test_emulated_ensemble_agrees_with_the_reference(dtype, loss, data, per_net, weighted):
+    """Several networks and tile groups per network (M = 200: 4 tiles), so the grid over
+    networks x tiles and the reduction of the groups' partial gradients are exercised."""
+    widths, n, M = (3, 9, 7, 2), 5, 200
+    ensemble = gengrad.Ensemble(widths, n, "relu", loss=loss)
+    thetas, X, Y, weight = _ensemble_problem(widths, n, M, dtype, loss, data, per_net, weighted)
+    model = emulated(ensemble.network)
+    risks, G = model.ensemble_risk_gradient(thetas, X, Y, weight, 0, 0.0, True, None)
+    assert G.dtype == dtype and risks.dtype == np.float64
+    act = ensemble.network.activation
+    for i in range(n):
+        x = (X[i] if per_net else X).astype(np.float64)
+        y = (Y[i] if per_net else Y).astype(np.float64)
+        w = None if weight is None else (weight[i] if per_net else weight).astype(np.float64)
+        t = thetas[i].astype(np.float64)
+        assert relative_error(risks[i], R.risk(t, widths, act, x, y, loss, w)) <= TOLERANCE[dtype]
+        G_ref = R.generalized_gradient(t, widths, act, x, y, loss, w)
+        assert relative_error(G[i], G_ref) <= TOLERANCE[dtype] * 10
+    risks_only, none = model.ensemble_risk_gradient(thetas, X, Y, weight, 0, 0.0, False, None)
+    assert none is None
+    np.testing.assert_array_equal(risks_only, risks)
+
+
+@needs_module
+@pytest.mark.parametrize("family", ["cubic", "sine", "softplus", "shifted_softplus"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_emulated_approx_gradient_agrees_with_the_reference(family, dtype):
+    widths, M, r = (2, 6, 5, 3), 70, 3.0
+    net = gengrad.Network(widths, "leaky_relu")
+    net._impl = emulated(net)
+    theta, X, Y = kink_problem(widths, M, 1, "squared_error", dtype)
+    G = net.approx_gradient(theta, X, Y, r, family)
+    t, x, y = (a.astype(np.float64) for a in (theta, X, Y))
+    expected = R.approx_gradient(t, widths, net.activation, x, y, r, family)
+    assert relative_error(G, expected) <= TOLERANCE[dtype] * 10
+
+
+@needs_module
+def test_emulated_results_are_reproducible_and_independent_of_the_tile_groups():
+    """Bitwise equal run to run; an ensemble's network i equals the same network alone up to
+    rounding (alone it has more tile groups, summed in another order)."""
+    widths, M = (4, 16, 16, 1), 300
+    ensemble = gengrad.Ensemble(widths, 3, "relu")
+    thetas, X, Y, _ = _ensemble_problem(widths, 3, M, np.float32, "squared_error", "random", False, False)
+    model = emulated(ensemble.network)
+    first = model.ensemble_risk_gradient(thetas, X, Y, None, 0, 0.0, True, None)
+    second = model.ensemble_risk_gradient(thetas, X, Y, None, 0, 0.0, True, None)
+    np.testing.assert_array_equal(first[1], second[1])
+    np.testing.assert_array_equal(first[0], second[0])
+    risk, G = model.risk_gradient(thetas[1], X, Y, None, 0, 0.0, True, None)
+    assert relative_error(G, first[1][1]) <= 1e-5
+
+
+@needs_module
+def test_emulated_forward_and_kink_counts_agree_with_the_core():
+    widths, M = (3, 5, 4, 2), 150
+    net = gengrad.Network(widths, "hardtanh")
+    theta, X, _ = kink_problem(widths, M, 2, "squared_error", np.float64)
+    model = emulated(net)
+    np.testing.assert_array_equal(model.pre_activations(theta, X, 1), net._core.pre_activations(theta, X, 1))
+    np.testing.assert_array_equal(model.pre_activations(theta, X, 3), net._core.pre_activations(theta, X, 3))
+    counts = model.kink_counts(theta, X)
+    np.testing.assert_array_equal(counts, net._core.kink_counts(theta, X))
+    assert counts.sum() > 0
+    assert model.pre_activations(theta, X[:0], 1).shape == (0, 11)
+
+
+@needs_module
+def test_emulated_model_checks_its_inputs_like_the_core():
+    net = gengrad.Network((2, 3, 1))
+    model = emulated(net)
+    theta = net.init(0)
+    X, Y = np.ones((4, 2)), np.ones((4, 1))
+    with pytest.raises(ValueError, match=r"X must have shape \(M, 2\)"):
+        model.risk_gradient(theta, np.ones((4, 3)), Y, None, 0, 0.0, True, None)
+    with pytest.raises(TypeError, match="X must have dtype float64"):
+        model.risk_gradient(theta, X.astype(np.float32), Y, None, 0, 0.0, True, None)
+    with pytest.raises(ValueError, match="contains NaN or Inf"):
+        model.risk_gradient(theta, np.full((4, 2), np.nan), Y, None, 0, 0.0, True, None)
+    with pytest.raises(ValueError, match="sample_weight must be non-negative"):
+        model.risk_gradient(theta, X, Y, -np.ones(4), 0, 0.0, True, None)
+    with pytest.raises(ValueError, match="at least one sample"):
+        model.risk_gradient(theta, X[:0], Y[:0], None, 0, 0.0, True, None)
+    with pytest.raises(TypeError, match="must be a numpy array or a CUDA device array"):
+        model.risk_gradient(theta, "X", Y, None, 0, 0.0, True, None)
+    with pytest.raises(ValueError, match="r must be a positive finite number"):
+        model.risk_gradient(theta, X, Y, None, 1, -1.0, True, None)
+    with pytest.raises(ValueError, match="out must not share memory"):
+        model.risk_gradient(theta, X, Y, None, 0, 0.0, True, theta)
+    out = np.empty(net.dim)
+    assert model.risk_gradient(theta, X, Y, None, 0, 0.0, True, out)[1] is out
+
+
+# The fused kernel takes tiles of 64, 32 or 16 samples, the most whose scratch (input + 2 x hidden
+# + output rows) fits 95 KiB; wider nets take the layer-by-layer path (layered.hpp).
+MEDIUM = (3, 120, 100, 2)   # 445 rows: tiles of 32 samples in float32, 16 in float64
+WIDE = (2, 360, 360, 2)     # 1444 rows: the layered path in both
+
+
+@pytest.fixture(params=[0, 10 * 1444], ids=["one-chunk", "chunks"])
+def chunking(request):
+    """The layered path with its default chunks, and with 8 samples per chunk."""
+    from gengrad import _cuda
+    _cuda._set_chunk_elements(request.param)
+    yield request.param
+    _cuda._set_chunk_elements(0)
+
+
+@needs_module
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("loss", ["squared_error", "cross_entropy"])
+@pytest.mark.parametrize("data", ["random", "kink"])
+def test_emulated_smaller_tiles_agree_with_the_reference(dtype, loss, data):
+    n, M = 2, 70
+    ensemble = gengrad.Ensemble(MEDIUM, n, "relu", loss=loss)
+    thetas, X, Y, weight = _ensemble_problem(MEDIUM, n, M, dtype, loss, data, True, dtype == np.float64)
+    risks, G = emulated(ensemble.network).ensemble_risk_gradient(thetas, X, Y, weight, 0, 0.0, True, None)
+    act = ensemble.network.activation
+    for i in range(n):
+        t, x, y = (a.astype(np.float64) for a in (thetas[i], X[i], Y[i]))
+        w = None if weight is None else weight[i].astype(np.float64)
+        assert relative_error(risks[i], R.risk(t, MEDIUM, act, x, y, loss, w)) <= TOLERANCE[dtype]
+        assert relative_error(G[i], R.generalized_gradient(t, MEDIUM, act, x, y, loss, w)) <= TOLERANCE[dtype] * 10
+
+
+@needs_module
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("loss", ["squared_error", "cross_entropy"])
+@pytest.mark.parametrize("data", ["random", "kink"])
+@pytest.mark.parametrize("activation", ["relu", "hardtanh", "gelu"])
+def test_emulated_layered_path_agrees_with_the_reference(dtype, loss, data, activation, chunking):
+    n, M = 2, 30
+    ensemble = gengrad.Ensemble(WIDE, n, activation, loss=loss)
+    thetas, X, Y, weight = _ensemble_problem(WIDE, n, M, dtype, loss, data, True, dtype == np.float64)
+    model = emulated(ensemble.network)
+    risks, G = model.ensemble_risk_gradient(thetas, X, Y, weight, 0, 0.0, True, None)
+    act = ensemble.network.activation
+    for i in range(n):
+        t, x, y = (a.astype(np.float64) for a in (thetas[i], X[i], Y[i]))
+        w = None if weight is None else weight[i].astype(np.float64)
+        assert relative_error(risks[i], R.risk(t, WIDE, act, x, y, loss, w)) <= TOLERANCE[dtype]
+        assert relative_error(G[i], R.generalized_gradient(t, WIDE, act, x, y, loss, w)) <= TOLERANCE[dtype] * 10
+    net = ensemble.network
+    Z = model.pre_activations(thetas[0], X[0], 2)
+    Z_ref = np.hstack(R.pre_activations(thetas[0].astype(np.float64), WIDE, act, X[0].astype(np.float64))[1:])
+    assert relative_error(Z, Z_ref) <= TOLERANCE[dtype]
+    if data == "kink":
+        np.testing.assert_array_equal(model.kink_counts(thetas[0], X[0]), net._core.kink_counts(thetas[0], X[0]))
+    r = 2.0
+    G_r = model.risk_gradient(thetas[0], X[0], Y[0], None, 1, r, True, None)[1]
+    G_r_ref = R.approx_gradient(thetas[0].astype(np.float64), WIDE, act, X[0].astype(np.float64),
+                                Y[0].astype(np.float64), r, "cubic", loss)
+    assert relative_error(G_r, G_r_ref) <= TOLERANCE[dtype] * 10
+
+
+# --- DLPack, with PyTorch CPU tensors standing in for device arrays (the emulation's device) --
+
+@needs_module
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dlpack_inputs_and_outputs(dtype):
+    """Tensors are read in place and results come back as DeviceArrays that torch takes without
+    a copy; the numbers equal the NumPy path's bitwise."""
+    torch = pytest.importorskip("torch")
+    widths, M = (3, 8, 2), 100
+    net = gengrad.Network(widths, "relu")
+    model = emulated(net)
+    theta, X, Y = random_problem(widths, M, 3, "squared_error", np.dtype(dtype).type)
+    risk, G = model.risk_gradient(theta, X, Y, None, 0, 0.0, True, None)
+    t_theta, t_X, t_Y = (torch.from_numpy(a) for a in (theta, X, Y))
+    risk_dl, G_dl = model.risk_gradient(t_theta, t_X, t_Y, None, 0, 0.0, True, None)
+    assert type(G_dl).__name__ == "DeviceArray" and G_dl.shape == (net.dim,) and G_dl.dtype == np.dtype(dtype)
+    assert G_dl.__dlpack_device__() == (1, 0)
+    assert risk_dl == risk
+    np.testing.assert_array_equal(torch.from_dlpack(G_dl).numpy(), G)
+    np.testing.assert_array_equal(np.asarray(G_dl), G)
+    # mixed: a tensor theta with NumPy data
+    np.testing.assert_array_equal(np.asarray(model.risk_gradient(t_theta, X, Y, None, 0, 0.0, True, None)[1]), G)
+    # out= as a tensor: written in place
+    out = torch.empty(net.dim, dtype=getattr(torch, dtype))
+    assert model.risk_gradient(t_theta, t_X, t_Y, None, 0, 0.0, True, out)[1] is out
+    np.testing.assert_array_equal(out.numpy(), G)
+    # column slices of a DeviceArray, as Network.pre_activations makes them
+    Z = model.pre_activations(t_theta, t_X, 1)
+    Z_np = model.pre_activations(theta, X, 1)
+    np.testing.assert_array_equal(torch.from_dlpack(Z[:, 8:10]).numpy(), Z_np[:, 8:10])
+    with pytest.raises(IndexError, match="column slices"):
+        Z[0]
+    # a DeviceArray is an input too
+    np.testing.assert_array_equal(np.asarray(model.risk_gradient(G_dl, X, Y, None, 0, 0.0, True, None)[1]),
+                                  model.risk_gradient(G, X, Y, None, 0, 0.0, True, None)[1])
+
+
+@needs_module
+def test_dlpack_inputs_are_checked():
+    torch = pytest.importorskip("torch")
+    net = gengrad.Network((2, 3, 1))
+    model = emulated(net)
+    theta = torch.from_numpy(net.init(0))
+    X, Y = torch.ones((4, 2), dtype=torch.float64), torch.ones((4, 1), dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"X must have dtype float64 \(the dtype of theta\), got float32"):
+        model.risk_gradient(theta, X.float(), Y, None, 0, 0.0, True, None)
+    with pytest.raises(TypeError, match="got int64"):
+        model.risk_gradient(theta, X.long(), Y, None, 0, 0.0, True, None)
+    with pytest.raises(ValueError, match="X must be C-contiguous"):
+        model.risk_gradient(theta, torch.ones((2, 4), dtype=torch.float64).T, Y, None, 0, 0.0, True, None)
+    with pytest.raises(ValueError, match=r"Y must have shape \(4, 1\)"):
+        model.risk_gradient(theta, X, torch.ones(4, 2, dtype=torch.float64), None, 0, 0.0, True, None)
+    with pytest.raises(ValueError, match=r"X contains NaN or Inf \(first at flat index 3\)"):
+        bad = X.clone()
+        bad[1, 1] = float("inf")
+        model.risk_gradient(theta, bad, Y, None, 0, 0.0, True, None)
+    with pytest.raises(ValueError, match="sample_weight contains NaN, Inf or a negative value"):
+        model.risk_gradient(theta, X, Y, -torch.ones(4, dtype=torch.float64), 0, 0.0, True, None)
+    with pytest.raises(TypeError, match="must have dtype float32 or float64"):
+        model.risk_gradient(theta.long(), X, Y, None, 0, 0.0, True, None)
+
+
+@needs_module
+def test_device_arrays_of_the_wrong_kind_are_refused():
+    class FakeCuda:  # a CUDA array, which the host emulation cannot read
+        def __dlpack_device__(self):
+            return (2, 0)
+
+        def __dlpack__(self, stream=None):
+            raise AssertionError("must not be consumed")
+
+    net = gengrad.Network((2, 3, 1))
+    with pytest.raises(TypeError, match="the host emulation takes NumPy arrays or DLPack arrays on the CPU"):
+        emulated(net).risk_gradient(net.init(0), FakeCuda(), np.ones((4, 1)), None, 0, 0.0, True, None)
+
+
+# --- on the GPU --------------------------------------------------------------------------
+
+@needs_device
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gpu_results_are_bitwise_reproducible(dtype):
+    """Large enough for many tile groups, networks and blocks: every sum has one fixed order."""
+    for widths, n, M in [((8, 64, 64, 1), 1, 20000), ((4, 32, 32, 2), 300, 500)]:
+        ensemble = gengrad.Ensemble(widths, n, "relu", backend="cuda")
+        thetas, X, Y, weight = _ensemble_problem(widths, n, M, dtype, "squared_error", "random", False, True)
+        runs = [ensemble.risk_and_gradient(thetas, X, Y, weight) for _ in range(3)]
+        for risks, G in runs[1:]:
+            np.testing.assert_array_equal(risks, runs[0][0])
+            np.testing.assert_array_equal(G, runs[0][1])
+        expected = gengrad.Ensemble(widths, n, "relu").risk_and_gradient(thetas, X, Y, weight)
+        assert relative_error(runs[0][1], expected[1]) <= TOLERANCE[dtype] * 100
+
+
+@needs_device
+def test_gpu_agrees_with_its_emulation():
+    widths, n, M = (3, 9, 7, 2), 5, 200
+    ensemble = gengrad.Ensemble(widths, n, "tanh", loss="cross_entropy", backend="cuda")
+    thetas, X, Y, weight = _ensemble_problem(widths, n, M, np.float64, "cross_entropy", "random", True, True)
+    risks, G = ensemble.risk_and_gradient(thetas, X, Y, weight)
+    risks_e, G_e = emulated(ensemble.network).ensemble_risk_gradient(thetas, X, Y, weight, 0, 0.0, True, None)
+    assert relative_error(G, G_e) <= 1e-13 and relative_error(risks, risks_e) <= 1e-13
+
+
+@needs_device
+def test_gpu_dlpack_with_torch():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("this PyTorch has no CUDA")
+    widths, M = (3, 8, 2), 100
+    net = gengrad.Network(widths, "relu", backend="cuda")
+    theta, X, Y = random_problem(widths, M, 3, "squared_error", np.float32)
+    risk, G = net.risk_and_gradient(theta, X, Y)
+    d_theta, d_X, d_Y = (torch.from_numpy(a).cuda() for a in (theta, X, Y))
+    risk_d, G_d = net.risk_and_gradient(d_theta, d_X, d_Y)
+    assert risk_d == risk
+    G_t = torch.from_dlpack(G_d)
+    assert G_t.is_cuda
+    np.testing.assert_array_equal(G_t.cpu().numpy(), G)
+    zs = net.pre_activations(d_theta, d_X)
+    np.testing.assert_array_equal(torch.from_dlpack(zs[1]).cpu().numpy(), net.forward(theta, X))
+    with pytest.raises(TypeError, match="device type 1 \\(the CPU\\)"):
+        net._impl.risk_gradient(d_theta, torch.from_numpy(X), d_Y, None, 0, 0.0, True, None)
