@@ -310,6 +310,16 @@ Output<T> output(const std::vector<int64_t>& shape, bool device_result, bool emu
     int64_t count = 1;
     for (int64_t n : shape) count *= n;
     o.bytes = std::size_t(count) * sizeof(T);
+    // A NumPy result: the kernels write a device buffer copied back into it (or, emulated, it).
+    auto stage = [&](T* host) {
+        if (emulate) {
+            o.data = host;
+        } else {
+            o.staging = allocate(o.bytes);
+            o.data = static_cast<T*>(o.staging.get());
+            o.host = host;
+        }
+    };
     if (!out.is_none()) {
         if (is_device_array(out)) {
             Source s = source(out, "out", emulate);
@@ -329,13 +339,7 @@ Output<T> output(const std::vector<int64_t>& shape, bool device_result, bool emu
         for (const void* p : inputs)
             if (p == a.data()) throw py::value_error("out must not share memory with the inputs");
         o.result = out;
-        if (emulate) {
-            o.data = a.mutable_data();
-        } else {
-            o.staging = allocate(o.bytes);
-            o.data = static_cast<T*>(o.staging.get());
-            o.host = a.mutable_data();
-        }
+        stage(a.mutable_data());
         return o;
     }
     if (device_result) {
@@ -346,13 +350,7 @@ Output<T> output(const std::vector<int64_t>& shape, bool device_result, bool emu
     }
     py::array_t<T> a(shape);
     o.result = a;
-    if (emulate) {
-        o.data = a.mutable_data();
-    } else {
-        o.staging = allocate(o.bytes);
-        o.data = static_cast<T*>(o.staging.get());
-        o.host = a.mutable_data();
-    }
+    stage(a.mutable_data());
     return o;
 }
 
@@ -587,18 +585,13 @@ PYBIND11_MODULE(_cuda, m) {
             return "DeviceArray(shape=" + gengrad::python::shape_text(a.shape) + ", dtype=float" + std::to_string(a.bits) +
                    ", device=" + (a.device_type == kDLCPU ? std::string("cpu") : "cuda:" + std::to_string(a.device)) + ")";
         });
-    py::class_<Model>(m, "Model")
+    py::class_<Model> model(m, "Model");
+    model
         .def(py::init<std::vector<int64_t>, int, std::vector<double>, std::vector<double>, double, std::vector<bool>, int, bool>(),
              py::arg("widths"), py::arg("activation"), py::arg("kinks"), py::arg("slopes"), py::arg("offset"),
              py::arg("right_sided"), py::arg("loss"), py::arg("emulate") = false)
-        .def_property_readonly("dim", &Model::dim)
-        .def_property_readonly("emulate", &Model::emulate)
-        .def("pre_activations", &Model::pre_activations, py::arg("theta"), py::arg("X"), py::arg("first"))
-        .def("risk_gradient", &Model::risk_gradient, py::arg("theta"), py::arg("X"), py::arg("Y"),
-             py::arg("sample_weight"), py::arg("family"), py::arg("r"), py::arg("want_gradient"), py::arg("out"))
-        .def("kink_counts", &Model::kink_counts, py::arg("theta"), py::arg("X"))
-        .def("ensemble_risk_gradient", &Model::ensemble_risk_gradient, py::arg("thetas"), py::arg("X"), py::arg("Y"),
-             py::arg("sample_weight"), py::arg("family"), py::arg("r"), py::arg("want_gradient"), py::arg("out"));
+        .def_property_readonly("emulate", &Model::emulate);
+    gengrad::python::define_operations(model);
     m.def("_set_chunk_elements", &set_chunk_elements, py::arg("elements"),
           "For tests: the scratch budget that sets the layer-by-layer path's samples per chunk (0: default)");
     m.def("is_device_array", [](const py::handle& obj) { return is_device_array(obj); }, py::arg("obj"));

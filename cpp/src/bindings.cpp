@@ -11,19 +11,14 @@ using gengrad::python::Model;
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "gengrad's C++ core: forward passes, risks, generalized gradients, approximate gradients, kink counts";
-    py::class_<Model>(m, "Model")
+    py::class_<Model> model(m, "Model");
+    model
         .def(py::init<std::vector<int64_t>, int, std::vector<double>, std::vector<double>, double, std::vector<bool>, int>(),
              py::arg("widths"), py::arg("activation"), py::arg("kinks"), py::arg("slopes"), py::arg("offset"),
              py::arg("right_sided"), py::arg("loss"))
-        .def_property_readonly("dim", &Model::dim)
         .def_property_readonly("widths", &Model::widths)
-        .def("layout", &Model::layout)
-        .def("pre_activations", &Model::pre_activations, py::arg("theta"), py::arg("X"), py::arg("first"))
-        .def("risk_gradient", &Model::risk_gradient, py::arg("theta"), py::arg("X"), py::arg("Y"),
-             py::arg("sample_weight"), py::arg("family"), py::arg("r"), py::arg("want_gradient"), py::arg("out"))
-        .def("kink_counts", &Model::kink_counts, py::arg("theta"), py::arg("X"))
-        .def("ensemble_risk_gradient", &Model::ensemble_risk_gradient, py::arg("thetas"), py::arg("X"), py::arg("Y"),
-             py::arg("sample_weight"), py::arg("family"), py::arg("r"), py::arg("want_gradient"), py::arg("out"));
+        .def("layout", &Model::layout);
+    gengrad::python::define_operations(model);
     gengrad::python::register_flow(m);
     m.def("set_num_threads", &gengrad::set_num_threads, py::arg("n"));
     m.def("get_num_threads", &gengrad::num_threads);

@@ -301,6 +301,19 @@ private:
     int64_t dim_ = 0;
 };
 
+// The operations every compiled backend's Model offers network.py, under one signature.
+template <class BackendModel>
+void define_operations(py::class_<BackendModel>& model) {
+    using M = BackendModel;
+    model.def_property_readonly("dim", &M::dim)
+        .def("pre_activations", &M::pre_activations, py::arg("theta"), py::arg("X"), py::arg("first"))
+        .def("risk_gradient", &M::risk_gradient, py::arg("theta"), py::arg("X"), py::arg("Y"),
+             py::arg("sample_weight"), py::arg("family"), py::arg("r"), py::arg("want_gradient"), py::arg("out"))
+        .def("kink_counts", &M::kink_counts, py::arg("theta"), py::arg("X"))
+        .def("ensemble_risk_gradient", &M::ensemble_risk_gradient, py::arg("thetas"), py::arg("X"), py::arg("Y"),
+             py::arg("sample_weight"), py::arg("family"), py::arg("r"), py::arg("want_gradient"), py::arg("out"));
+}
+
 // Defines gengrad._core.flow (bindings_flow.cpp).
 void register_flow(py::module_& m);
 
