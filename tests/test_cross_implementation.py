@@ -17,9 +17,9 @@ from hypothesis import given, settings, strategies as st
 
 from gengrad import activations as A
 from gengrad import reference as R
+from gengrad.verify import rounding_scales
 from backends import BACKENDS, peer_activation
-from conftest import (ACTIVATIONS, ACTIVATION_IDS, kink_problem, random_problem, relative_error,
-                      rounding_scales)
+from conftest import ACTIVATIONS, ACTIVATION_IDS, kink_problem, random_problem, relative_error
 
 ARCHITECTURES = [((1, 16, 16, 1), 1), ((3, 5, 2), 7), ((4, 1, 3), 64), ((2, 3, 4, 3, 5, 2), 130),
                  ((5, 17, 9, 3), 33), ((3, 6, 5, 2), 40)]

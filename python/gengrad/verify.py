@@ -30,6 +30,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from . import activations
+from . import reference as R
 from .network import Network
 
 DEFAULT_R = tuple(10.0 ** np.arange(1, 9))
@@ -271,8 +272,9 @@ def finite_difference_check(net: Network, theta: ArrayLike, X: ArrayLike, Y: Arr
     Checks every coordinate, or a random ``max_coordinates`` of them (seeded) when d is larger.
     Coordinate i agrees when |FD_i - G_i| <= rtol max|G| + the rounding of the difference
     quotient, 100 eps S / h, where S bounds the terms the risk is computed from (the risk and
-    Σ w_m |z^L_m| (1 + |z^L_m| + |y_m|): the cross-entropy of a confident output is a difference
-    of two numbers of size |z^L|).
+    Σ w_m s_m (1 + s_m + |y_m|), s_m the size of what z^L_m is summed from (rounding_scales):
+    the cross-entropy of a confident output is a difference of two numbers of size |z^L|, and
+    an output can cancel to 0).
     """
     theta, X, Y, weight = _problem(net, theta, X, Y, sample_weight, np.float64)
     if not (isinstance(h, (int, float)) and math.isfinite(h) and h > 0):
@@ -310,8 +312,11 @@ def finite_difference_check(net: Network, theta: ArrayLike, X: ArrayLike, Y: Arr
         step[i] = 0.0
     scale = max(float(np.abs(G).max()), np.finfo(np.float64).tiny)
     difference = np.abs(fd - G[coords])
-    output = np.abs(net.forward(theta, X)).max(axis=1)
-    target = np.abs(Y).reshape(len(X), -1).max(axis=1) if Y.dtype.kind == "f" else 1.0
+    targets = np.eye(net.widths[-1])[Y] if Y.dtype.kind in "iu" else Y.reshape(len(X), -1)
+    # the size of what the outputs are summed from, not |z^L|, which can cancel to 0
+    output = rounding_scales(theta, net.widths, net.activation, X, targets, net.loss,
+                             weight)[0][-1].max(axis=1)
+    target = np.abs(targets).max(axis=1)
     mass = np.full(len(X), 1.0 / len(X)) if weight is None else weight
     terms = abs(risk) + float(np.sum(mass * output * (1 + output + target)))
     resolution = 100 * np.finfo(np.float64).eps * terms / h
@@ -771,3 +776,55 @@ def plot_approximation(study: ApproximationStudy, path: str) -> None:
         raise
     finally:
         plt.close(fig)
+
+
+def rounding_scales(theta: ArrayLike, widths: Sequence[int], activation: activations.Activation, X: ArrayLike,
+                    Y: ArrayLike, loss: str = "squared_error", sample_weight: Optional[ArrayLike] = None
+                    ) -> tuple[list[np.ndarray], float, np.ndarray]:
+    """How large the rounding errors of a correct implementation can be, in units of the unit
+    roundoff: (per-layer pre-activation error scales, risk error scale, gradient error scale).
+
+    First-order running error analysis: each quantity carries its magnitude and its error; the
+    error of a sum is the errors carried in plus the sum of the magnitudes added up, so
+    cancellation (a softmax cross-entropy of 1e-9 computed as lse(z) - z_y = 18 - 18, gelu's
+    1 + erf(z/sqrt 2) at z = -7, an output 1.1 - 1.1 = 0) does not make a correct result look
+    wrong, while a wrong convention or formula still moves results by the size of G itself.
+    Multiply by the dtype's eps, and a small safety factor, for error bounds.
+    """
+    act = activation
+    X, Y = np.asarray(X, np.float64), np.asarray(Y, np.float64)
+    M = X.shape[0]
+    w = np.full(M, 1.0 / M) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    params = R.unflatten(theta, widths)
+    zs = R.pre_activations(theta, widths, act, X)
+    slopes = [np.abs(R.generalized_derivative(act, z)) for z in zs[:-1]]
+    curvature = 0.0 if act.piecewise_linear else 1.0      # bounds |a''| of every smooth activation
+    h = [np.abs(X)]                                       # magnitudes of h^0, ..., h^{L-1}
+    h_error = [h[0]]
+    z_error = []
+    for k, (W, b) in enumerate(params):
+        z_error.append((h[k] + h_error[k]) @ np.abs(W).T + np.abs(b))
+        if k < len(params) - 1:
+            z = zs[k]
+            h.append(np.abs(R.activation_value(act, z)))
+            h_error.append(slopes[k] * z_error[k] + h[k + 1] + curvature * np.abs(z))
+    Z = zs[-1]
+    dloss = np.abs(R.loss_gradient(loss, Z, Y))
+    loss_error = np.abs(R.loss_values(loss, Z, Y)) + (dloss * z_error[-1]).sum(axis=1)
+    if loss == "cross_entropy":   # lse(z) - z_y cancels; the Hessian in z is bounded by 1
+        mass = np.abs(Y).sum(axis=1)
+        loss_error += mass * (np.abs(Z).max(axis=1) + 1.0)
+        delta_error = w[:, None] * (dloss + mass[:, None] * z_error[-1])
+    else:
+        delta_error = w[:, None] * (dloss + 2.0 * z_error[-1])
+    delta = w[:, None] * dloss
+    grads = []
+    for k in range(len(params) - 1, -1, -1):
+        grads.append(np.concatenate([(delta_error.T @ h[k] + delta.T @ h_error[k]).ravel(),
+                                     delta_error.sum(axis=0) + delta.sum(axis=0)]))
+        if k > 0:
+            W = np.abs(params[k][0])
+            back, back_error = delta @ W, (delta_error + delta) @ W
+            delta, delta_error = (slopes[k - 1] * back,
+                                  slopes[k - 1] * back_error + curvature * z_error[k - 1] * back)
+    return z_error, float(np.sum(w * loss_error)), np.concatenate(grads[::-1])
