@@ -28,8 +28,8 @@ ARCHITECTURES = ["64,32,10", "64,128,10", "64,128,128,10", "64,256,256,256,10",
 def digits():
     try:
         from sklearn.datasets import load_digits
-    except ImportError:
-        raise SystemExit("bertoin_digits needs scikit-learn: pip install 'gengrad[data]'")
+    except ImportError as missing:
+        raise SystemExit("bertoin_digits needs scikit-learn: pip install 'gengrad[data]'") from missing
     data = load_digits()
     return data.data / 16.0, data.target          # pixels k/16: exact in float32
 

@@ -30,8 +30,8 @@ from scipy.integrate import solve_ivp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import gengrad  # noqa: E402
-from gengrad import reference  # noqa: E402
 from flow_reference import piecewise_flow  # noqa: E402
+from gengrad import reference  # noqa: E402
 
 
 class OutOfTime(Exception):

@@ -6,8 +6,9 @@ takes the mixed slope alpha_s slope(upper) + (1 - alpha_s) slope(lower) through 
 the alphas are solved (Newton) so that the normal velocities dz_s/dt (forward-mode tangents)
 vanish: for one surface, alpha F_upper + (1 - alpha) F_lower with
 alpha = v_lower / (v_lower - v_upper); for several, the multilinear Filippov field. Sliding on
-a surface ends where its alpha leaves [0, 1], or at a crossing elsewhere that moves it out. Any piecewise-linear activation; no unit may start
-exactly at a kink; a graze or a corner of two surfaces raises Unsupported.
+a surface ends where its alpha leaves [0, 1], or at a crossing elsewhere that moves it out.
+Any piecewise-linear activation; no unit may start exactly at a kink; a graze or a corner of
+two surfaces raises Unsupported.
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from gengrad import reference
-
 
 #: alpha may leave [0, 1] by this much before sliding ends (the core's slack): a surface
 #: entered with alpha exactly 0 or 1 (a one-sided field tangent to it) keeps sliding.

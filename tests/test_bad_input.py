@@ -109,7 +109,8 @@ def test_wrong_dtypes_are_refused_not_converted(problem):
     with pytest.raises(TypeError, match="dtype"):
         net.init(dtype=np.int64)
     with pytest.raises(TypeError, match="the reference backend computes in float64"):
-        gengrad.Network(WIDTHS, backend="reference").risk(theta.astype(np.float32), X.astype(np.float32), Y.astype(np.float32))
+        gengrad.Network(WIDTHS, backend="reference").risk(theta.astype(np.float32), X.astype(np.float32),
+                                                          Y.astype(np.float32))
 
 
 def test_non_contiguous_and_read_only_inputs_are_read_correctly(problem):

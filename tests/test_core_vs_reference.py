@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import gengrad
+from conftest import ACTIVATION_IDS, ACTIVATIONS, kink_problem, random_problem, relative_error
 from gengrad import reference
-from conftest import ACTIVATIONS, ACTIVATION_IDS, kink_problem, random_problem, relative_error
 
 
 @pytest.mark.parametrize("family", ["cubic", "sine", "softplus", "shifted_softplus"])

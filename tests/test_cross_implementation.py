@@ -5,21 +5,23 @@ backend, PyTorch autograd and JAX when installed) and held to the float64 refere
 A case is an activation with a convention, a loss, a dtype and a kind of data (continuous random,
 or integers that put pre-activations exactly on kinks); each runs on every architecture and
 batch size of ARCHITECTURES (batch sizes 1 and odd included; sample weights on every other one
-in float64; JAX, which compiles per shape, on two of them). A peer is compared under its own convention at the kinks (backends.py says which);
-where that is not a one-sided derivative only kink-free data is compared, and
+in float64; JAX, which compiles per shape, on two of them). A peer is compared under its own
+convention at the kinks (backends.py says which); where that is not a one-sided derivative
+only kink-free data is compared, and
 test_peer_conventions.py shows the difference. Hypothesis adds generated cases.
 """
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from backends import BACKENDS, peer_activation
+from conftest import ACTIVATION_IDS, ACTIVATIONS, kink_problem, random_problem, relative_error
 from gengrad import activations as A
 from gengrad import reference as R
 from gengrad.verify import rounding_scales
-from backends import BACKENDS, peer_activation
-from conftest import ACTIVATIONS, ACTIVATION_IDS, kink_problem, random_problem, relative_error
 
 ARCHITECTURES = [((1, 16, 16, 1), 1), ((3, 5, 2), 7), ((4, 1, 3), 64), ((2, 3, 4, 3, 5, 2), 130),
                  ((5, 17, 9, 3), 33), ((3, 6, 5, 2), 40)]
@@ -59,10 +61,10 @@ class Case:
         weight = np.random.default_rng(seed).uniform(0.0, 2.0, size=M) if weighted else None
         return theta, X, Y, weight
 
-    def problems(self, rows=range(len(ARCHITECTURES))):
+    def problems(self, rows=None):
         """(widths, theta, X, Y, sample_weight) for the given rows of ARCHITECTURES, weighted on
         every other one."""
-        for i in rows:
+        for i in range(len(ARCHITECTURES)) if rows is None else rows:
             widths, M = ARCHITECTURES[i]
             yield (widths, *self.problem(widths, M, seed=i, weighted=i % 2))
 

@@ -31,7 +31,8 @@ def test_each_network_matches_network_bitwise(dtype, loss, per_net, weighted):
     risks, G = ens.risk_and_gradient(thetas, X, Y, sample_weight=w)
     assert risks.shape == (n,) and G.shape == (n, ens.dim) and G.dtype == dtype
     for i in range(n):
-        pick = (lambda a: a[i]) if per_net else (lambda a: a)
+        def pick(a, i=i):
+            return a[i] if per_net else a
         r, g = ens.network.risk_and_gradient(thetas[i], pick(X), pick(Y),
                                             sample_weight=None if w is None else pick(w))
         assert risks[i] == r and np.array_equal(G[i], g)

@@ -7,8 +7,8 @@ from scipy.integrate import solve_ivp
 from scipy.linalg import expm
 
 import gengrad
-from gengrad import activations, reference
 from flow_reference import piecewise_flow
+from gengrad import activations, reference
 
 TIGHT = dict(rtol=1e-12, atol=1e-14)
 
@@ -231,7 +231,7 @@ def test_events_are_located(relu_1_16_1):
     crossings = [e for e in result.events if e.kind == "crossing"]
     assert len(crossings) > 50
     for e in crossings:
-        def z(t):
+        def z(t, e=e):
             return reference.pre_activations(result.sol(t), net.widths, net.activation,
                                              X)[e.layer - 1][e.sample, e.neuron]
         assert abs(z(e.t)) <= 1e-12

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import gengrad
+from backends import _version
 from gengrad import activations as A
 from gengrad import verify as V
-from backends import _version
 
 
 def _torch(function):

@@ -5,9 +5,9 @@ import zlib
 import numpy as np
 import pytest
 
+from conftest import CANCELLATION_EXAMPLE, MATH6_EXAMPLE
 from gengrad import activations as A
 from gengrad import reference as R
-from conftest import CANCELLATION_EXAMPLE, MATH6_EXAMPLE
 
 KINKED = {
     "relu": A.get("relu"),
@@ -400,9 +400,9 @@ def test_approximant_argument_errors():
         with pytest.raises(ValueError):
             R.approx_gradient(theta, (1, 1, 1), relu, X, Y, 10.0, family)
     for r in (0.0, -1.0, np.inf, np.nan, "ten"):
-        for f in (lambda: R.approximant_value(relu, 0.0, r, "cubic"),
-                  lambda: R.approximant_derivative(A.get("tanh"), 0.0, r, "softplus"),
-                  lambda: R.approx_gradient(theta, (1, 1, 1), relu, X, Y, r)):
+        for f in (lambda r=r: R.approximant_value(relu, 0.0, r, "cubic"),
+                  lambda r=r: R.approximant_derivative(A.get("tanh"), 0.0, r, "softplus"),
+                  lambda r=r: R.approx_gradient(theta, (1, 1, 1), relu, X, Y, r)):
             with pytest.raises(ValueError):
                 f()
 
@@ -479,7 +479,7 @@ def _relu_backprop(theta, widths, X, Y, slope_at_zero):
     grads = []
     for x, y in zip(np.asarray(X, float), np.asarray(Y, float)):
         hs, zs = [x], []
-        for k, (W, b) in enumerate(params):
+        for W, b in params:
             zs.append(W @ hs[-1] + b)
             hs.append(np.maximum(zs[-1], 0))
         delta = 2 * (zs[-1] - y) / len(X)

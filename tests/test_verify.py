@@ -4,15 +4,23 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gengrad
+from conftest import (
+    ACTIVATION_IDS,
+    ACTIVATIONS,
+    CANCELLATION_EXAMPLE,
+    MATH6_EXAMPLE,
+    MATH6_LIMITS,
+    kink_problem,
+    random_problem,
+)
 from gengrad import activations as A
 from gengrad import reference as R
 from gengrad import verify as V
 from gengrad.cli import main
-from conftest import (ACTIVATIONS, ACTIVATION_IDS, CANCELLATION_EXAMPLE, MATH6_EXAMPLE,
-                      MATH6_LIMITS, kink_problem, random_problem)
 
 KINKED = [(a, c) for a, c in ACTIVATIONS if A.get(a, c).kinks]
 KINKED_IDS = [i for (a, c), i in zip(ACTIVATIONS, ACTIVATION_IDS) if A.get(a, c).kinks]
