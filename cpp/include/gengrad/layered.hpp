@@ -33,6 +33,28 @@ struct Chunking {
     }
 };
 
+// kTile consecutive rows (or columns) of a matrix read along a depth: entry (r, p) is
+// data[(first + r) * stride + p * depth_stride], and 0 past `count` rows.
+template <class T>
+struct TileOperand {
+    const T* data;
+    int64_t first, count, stride, depth_stride;
+    GENGRAD_HD T at(int r, int64_t p) const {
+        return first + r < count ? data[(first + r) * stride + p * depth_stride] : T(0);
+    }
+};
+
+// acc[r][q] = sum over p < depth of a(r, p) b(q, p), in order from the first product (the order
+// gemm_tile sums in); depth >= 1.
+template <class T>
+GENGRAD_HD void tile_product(T (&acc)[kTile][kTile], TileOperand<T> a, TileOperand<T> b, int64_t depth) {
+    for (int64_t p = 0; p < depth; ++p)
+        for (int r = 0; r < kTile; ++r) {
+            const T x = a.at(r, p);
+            for (int q = 0; q < kTile; ++q) acc[r][q] = p == 0 ? x * b.at(q, p) : acc[r][q] + x * b.at(q, p);
+        }
+}
+
 // One layer k as the steps need it (small enough to pass to every launch by value, unlike Arch).
 struct LayerRows {
     int64_t rows, cols;    // l_k, l_{k-1}
@@ -90,17 +112,9 @@ struct Forward {
     GENGRAD_HD int64_t count() const { return s.tiles(l.rows) * s.tiles(s.valid); }
     GENGRAD_HD void operator()(int64_t item) const {
         const int64_t i0 = item / s.tiles(s.valid) * kTile, c0 = item % s.tiles(s.valid) * kTile;
-        const T* W = s.theta + l.weight;
-        const T* H = s.row(l.in_row);
         T acc[kTile][kTile];
-        for (int64_t p = 0; p < l.cols; ++p)
-            for (int r = 0; r < kTile; ++r) {
-                const T w = i0 + r < l.rows ? W[(i0 + r) * l.cols + p] : T(0);
-                for (int q = 0; q < kTile; ++q) {
-                    const T h = c0 + q < s.valid ? H[p * s.ld + c0 + q] : T(0);
-                    acc[r][q] = p == 0 ? w * h : acc[r][q] + w * h;
-                }
-            }
+        tile_product(acc, TileOperand<T>{s.theta + l.weight, i0, l.rows, l.cols, 1},
+                     TileOperand<T>{s.row(l.in_row), c0, s.valid, 1, s.ld}, l.cols);
         for (int r = 0; r < kTile && i0 + r < l.rows; ++r)
             for (int q = 0; q < kTile && c0 + q < s.valid; ++q) {
                 const T z = acc[r][q] + s.theta[l.bias + i0 + r];
@@ -142,17 +156,9 @@ struct Backward {
     GENGRAD_HD int64_t count() const { return s.tiles(l.cols) * s.tiles(s.valid); }
     GENGRAD_HD void operator()(int64_t item) const {
         const int64_t j0 = item / s.tiles(s.valid) * kTile, c0 = item % s.tiles(s.valid) * kTile;
-        const T* W = s.theta + l.weight;
-        const T* D = s.row(l.z_row);
         T acc[kTile][kTile];
-        for (int64_t i = 0; i < l.rows; ++i)
-            for (int r = 0; r < kTile; ++r) {
-                const T w = j0 + r < l.cols ? W[i * l.cols + j0 + r] : T(0);
-                for (int q = 0; q < kTile; ++q) {
-                    const T d = c0 + q < s.valid ? D[i * s.ld + c0 + q] : T(0);
-                    acc[r][q] = i == 0 ? w * d : acc[r][q] + w * d;
-                }
-            }
+        tile_product(acc, TileOperand<T>{s.theta + l.weight, j0, l.cols, 1, l.cols},
+                     TileOperand<T>{s.row(l.z_row), c0, s.valid, 1, s.ld}, l.rows);
         for (int r = 0; r < kTile && j0 + r < l.cols; ++r)
             for (int q = 0; q < kTile && c0 + q < s.valid; ++q) {
                 T& z = s.row(prev_z + j0 + r)[c0 + q];
@@ -180,13 +186,9 @@ struct Gradient {
             return;
         }
         const int64_t i0 = item / s.tiles(l.cols) * kTile, j0 = item % s.tiles(l.cols) * kTile;
-        const T* H = s.row(l.in_row);
-        T acc[kTile][kTile] = {};
-        for (int64_t c = 0; c < s.valid; ++c)
-            for (int r = 0; r < kTile; ++r) {
-                const T d = i0 + r < l.rows ? D[(i0 + r) * s.ld + c] : T(0);
-                for (int q = 0; q < kTile; ++q) acc[r][q] += d * (j0 + q < l.cols ? H[(j0 + q) * s.ld + c] : T(0));
-            }
+        T acc[kTile][kTile];
+        tile_product(acc, TileOperand<T>{D, i0, l.rows, s.ld, 1}, TileOperand<T>{s.row(l.in_row), j0, l.cols, s.ld, 1},
+                     s.valid);
         for (int r = 0; r < kTile && i0 + r < l.rows; ++r)
             for (int q = 0; q < kTile && j0 + q < l.cols; ++q) {
                 T& g = s.grad[l.weight + (i0 + r) * l.cols + j0 + q];
