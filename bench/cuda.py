@@ -23,7 +23,7 @@ import sys
 import time
 
 import numpy as np
-from run import CASES, ENSEMBLE, flops, median_seconds, write_atomically
+from run import CASES, ENSEMBLE, _jax_risk, flops, median_seconds, write_atomically
 
 import gengrad
 
@@ -140,14 +140,7 @@ def jax_fn(jax, ens, thetas, X, Y):
     import jax.numpy as jnp
 
     jax.config.update("jax_enable_x64", thetas.dtype == np.float64)
-
-    def risk(layers, X, Y):
-        h = X
-        for k, (W, b) in enumerate(layers):
-            h = h @ W.T + b
-            if k + 1 < len(layers):
-                h = jax.nn.relu(h)
-        return jnp.mean(jnp.sum((h - Y) ** 2, axis=1))
+    risk = _jax_risk(jax)
 
     layers = [(jnp.asarray(W), jnp.asarray(b)) for W, b in params(ens.network, thetas)]
     if ens.n == 1:
