@@ -392,19 +392,29 @@ public:
     int64_t dim() const { return host_.dim(); }
     bool emulate() const { return emulate_; }
 
+    // Reads theta ((d,), float32 or float64) and X ((M, l_0), theta's dtype) and calls
+    // f(zero of that type, theta, X, whether theta lives on the device).
+    template <class F>
+    auto with_theta_and_X(const py::object& theta, const py::object& X, F&& f) const {
+        const Source th_src = source(theta, "theta", emulate_);
+        return dispatch(th_src, "theta", [&](auto zero) {
+            using T = decltype(zero);
+            const Input<T> th = input<T>(th_src, "theta", {dim()}, emulate_);
+            const Input<T> x = input<T>(source(X, "X", emulate_), "X", {-1, host_.spec().widths[0]}, emulate_);
+            return f(zero, th, x, th_src.on_device());
+        });
+    }
+
     py::object pre_activations(const py::object& theta, const py::object& X, int64_t first) const {
         const NetSpec& spec = host_.spec();
         if (first < 1 || first > spec.n_layers)
             throw py::value_error("first must be a layer between 1 and " + std::to_string(spec.n_layers));
         int64_t row = 0;
         for (int64_t k = first; k <= spec.n_layers; ++k) row += spec.widths[k];
-        const Source th_src = source(theta, "theta", emulate_);
-        return dispatch(th_src, "theta", [&](auto zero) {
+        return with_theta_and_X(theta, X, [&](auto zero, const auto& th, const auto& x, bool theta_on_device) {
             using T = decltype(zero);
-            const Input<T> th = input<T>(th_src, "theta", {dim()}, emulate_);
-            const Input<T> x = input<T>(source(X, "X", emulate_), "X", {-1, spec.widths[0]}, emulate_);
             const int64_t M = x.shape[0];
-            Output<T> out = output<T>({M, row}, th_src.on_device(), emulate_);
+            Output<T> out = output<T>({M, row}, theta_on_device, emulate_);
             {
                 py::gil_scoped_release release;
                 if (M > 0) gengrad::cuda::pre_activations(spec, th.data, x.data, M, first, out.data, emulate_);
@@ -418,11 +428,8 @@ public:
                             const py::object& out) const {
         check_family(family, r);
         const NetSpec& spec = host_.spec();
-        const Source th_src = source(theta, "theta", emulate_);
-        return dispatch(th_src, "theta", [&](auto zero) {
+        return with_theta_and_X(theta, X, [&](auto zero, const auto& th, const auto& x, bool theta_on_device) {
             using T = decltype(zero);
-            const Input<T> th = input<T>(th_src, "theta", {dim()}, emulate_);
-            const Input<T> x = input<T>(source(X, "X", emulate_), "X", {-1, spec.widths[0]}, emulate_);
             const int64_t M = x.shape[0];
             if (M == 0)
                 throw py::value_error("X must hold at least one sample, got shape (0, " + std::to_string(spec.widths[0]) + ")");
@@ -430,7 +437,7 @@ public:
             Input<T> w;
             if (!weight.is_none()) w = input<T>(source(weight, "sample_weight", emulate_), "sample_weight", {M}, emulate_, true);
             Output<T> grad;
-            if (want_gradient) grad = output<T>({dim()}, th_src.on_device(), emulate_, out, {th.data, x.data, y.data, w.data});
+            if (want_gradient) grad = output<T>({dim()}, theta_on_device, emulate_, out, {th.data, x.data, y.data, w.data});
             Output<double> risk = output<double>({1}, false, emulate_);
             {
                 py::gil_scoped_release release;
@@ -492,11 +499,8 @@ public:
         const NetSpec& spec = host_.spec();
         py::array_t<int64_t> counts(spec.n_layers - 1);
         std::fill(counts.mutable_data(), counts.mutable_data() + counts.size(), 0);
-        const Source th_src = source(theta, "theta", emulate_);
-        dispatch(th_src, "theta", [&](auto zero) {
+        with_theta_and_X(theta, X, [&](auto zero, const auto& th, const auto& x, bool) {
             using T = decltype(zero);
-            const Input<T> th = input<T>(th_src, "theta", {dim()}, emulate_);
-            const Input<T> x = input<T>(source(X, "X", emulate_), "X", {-1, spec.widths[0]}, emulate_);
             const int64_t M = x.shape[0], L = spec.n_layers;
             int64_t row = 0;
             for (int64_t k = 1; k <= L; ++k) row += spec.widths[k];
