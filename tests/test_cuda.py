@@ -81,6 +81,18 @@ def _ensemble_problem(widths, n, M, dtype, loss, data, per_net, weighted, seed=0
         weight = rng.uniform(0.0, 2.0, size=shape).astype(dtype)
     return thetas, X, Y, weight
 
+def _assert_networks_agree(risks, G, widths, act, loss, thetas, X, Y, weight, per_net, dtype):
+    """Each network's risk and G against the float64 reference at the (rounded) inputs."""
+    for i in range(len(thetas)):
+        x = (X[i] if per_net else X).astype(np.float64)
+        y = (Y[i] if per_net else Y).astype(np.float64)
+        w = None if weight is None else (weight[i] if per_net else weight).astype(np.float64)
+        t = thetas[i].astype(np.float64)
+        assert relative_error(risks[i], R.risk(t, widths, act, x, y, loss, w)) <= TOLERANCE[dtype]
+        G_ref = R.generalized_gradient(t, widths, act, x, y, loss, w)
+        assert relative_error(G[i], G_ref) <= TOLERANCE[dtype] * 10
+
+
 
 @needs_module
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -96,15 +108,8 @@ def test_emulated_ensemble_agrees_with_the_reference(dtype, loss, data, per_net,
     model = emulated(ensemble.network)
     risks, G = model.ensemble_risk_gradient(thetas, X, Y, weight, 0, 0.0, True, None)
     assert G.dtype == dtype and risks.dtype == np.float64
-    act = ensemble.network.activation
-    for i in range(n):
-        x = (X[i] if per_net else X).astype(np.float64)
-        y = (Y[i] if per_net else Y).astype(np.float64)
-        w = None if weight is None else (weight[i] if per_net else weight).astype(np.float64)
-        t = thetas[i].astype(np.float64)
-        assert relative_error(risks[i], R.risk(t, widths, act, x, y, loss, w)) <= TOLERANCE[dtype]
-        G_ref = R.generalized_gradient(t, widths, act, x, y, loss, w)
-        assert relative_error(G[i], G_ref) <= TOLERANCE[dtype] * 10
+    _assert_networks_agree(risks, G, widths, ensemble.network.activation, loss, thetas, X, Y, weight, per_net,
+                           dtype)
     risks_only, none = model.ensemble_risk_gradient(thetas, X, Y, weight, 0, 0.0, False, None)
     assert none is None
     np.testing.assert_array_equal(risks_only, risks)
@@ -204,12 +209,7 @@ def test_emulated_smaller_tiles_agree_with_the_reference(dtype, loss, data):
     ensemble = gengrad.Ensemble(MEDIUM, n, "relu", loss=loss)
     thetas, X, Y, weight = _ensemble_problem(MEDIUM, n, M, dtype, loss, data, True, dtype == np.float64)
     risks, G = emulated(ensemble.network).ensemble_risk_gradient(thetas, X, Y, weight, 0, 0.0, True, None)
-    act = ensemble.network.activation
-    for i in range(n):
-        t, x, y = (a.astype(np.float64) for a in (thetas[i], X[i], Y[i]))
-        w = None if weight is None else weight[i].astype(np.float64)
-        assert relative_error(risks[i], R.risk(t, MEDIUM, act, x, y, loss, w)) <= TOLERANCE[dtype]
-        assert relative_error(G[i], R.generalized_gradient(t, MEDIUM, act, x, y, loss, w)) <= TOLERANCE[dtype] * 10
+    _assert_networks_agree(risks, G, MEDIUM, ensemble.network.activation, loss, thetas, X, Y, weight, True, dtype)
 
 
 @needs_module
@@ -224,11 +224,7 @@ def test_emulated_layered_path_agrees_with_the_reference(dtype, loss, data, acti
     model = emulated(ensemble.network)
     risks, G = model.ensemble_risk_gradient(thetas, X, Y, weight, 0, 0.0, True, None)
     act = ensemble.network.activation
-    for i in range(n):
-        t, x, y = (a.astype(np.float64) for a in (thetas[i], X[i], Y[i]))
-        w = None if weight is None else weight[i].astype(np.float64)
-        assert relative_error(risks[i], R.risk(t, WIDE, act, x, y, loss, w)) <= TOLERANCE[dtype]
-        assert relative_error(G[i], R.generalized_gradient(t, WIDE, act, x, y, loss, w)) <= TOLERANCE[dtype] * 10
+    _assert_networks_agree(risks, G, WIDE, act, loss, thetas, X, Y, weight, True, dtype)
     net = ensemble.network
     Z = model.pre_activations(thetas[0], X[0], 2)
     Z_ref = np.hstack(R.pre_activations(thetas[0].astype(np.float64), WIDE, act, X[0].astype(np.float64))[1:])
