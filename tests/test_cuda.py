@@ -238,6 +238,34 @@ def test_emulated_layered_path_agrees_with_the_reference(dtype, loss, data, acti
     assert relative_error(G_r, G_r_ref) <= TOLERANCE[dtype] * 10
 
 
+@needs_module
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("widths", [(3, 9, 7, 2), MEDIUM, WIDE], ids=["fused-64", "fused-smaller", "layered"])
+def test_emulated_results_do_not_depend_on_the_order_of_threads(dtype, widths, chunking):
+    """The emulation stands for the device only if no thread of a phase (no item of a step) reads
+    what another writes in the same phase: then any order of the threads gives the same bits.
+    Run last to first, every result must be bitwise what first to last gives."""
+    from gengrad import _cuda
+    n, M = 3, 200 if widths == (3, 9, 7, 2) else 40
+    ensemble = gengrad.Ensemble(widths, n, "leaky_relu", loss="cross_entropy")
+    thetas, X, Y, weight = _ensemble_problem(widths, n, M, dtype, "cross_entropy", "kink", False, True)
+    model = emulated(ensemble.network)
+
+    def results():
+        return (*model.ensemble_risk_gradient(thetas, X, Y, weight, 0, 0.0, True, None),
+                model.risk_gradient(thetas[1], X, Y, None, 1, 2.0, True, None)[1],
+                model.pre_activations(thetas[2], X, 1))
+
+    forward = results()
+    _cuda._set_emulation_reversed(True)
+    try:
+        backward = results()
+    finally:
+        _cuda._set_emulation_reversed(False)
+    for a, b in zip(forward, backward):
+        np.testing.assert_array_equal(a, b)
+
+
 # --- DLPack, with PyTorch CPU tensors standing in for device arrays (the emulation's device) --
 
 @needs_module

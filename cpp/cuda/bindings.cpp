@@ -598,6 +598,8 @@ PYBIND11_MODULE(_cuda, m) {
     gengrad::python::define_operations(model);
     m.def("_set_chunk_elements", &set_chunk_elements, py::arg("elements"),
           "For tests: the scratch budget that sets the layer-by-layer path's samples per chunk (0: default)");
+    m.def("_set_emulation_reversed", &set_emulation_reversed, py::arg("reversed"),
+          "For tests: the host emulation runs a phase's threads (a step's items) last to first");
     m.def("is_device_array", [](const py::handle& obj) { return is_device_array(obj); }, py::arg("obj"));
     m.def("device_count", []() {
         std::string why;

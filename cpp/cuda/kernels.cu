@@ -77,13 +77,16 @@ struct DeviceEach {
 };
 
 // The same phases on the host: one thread after the other. No phase reads what another thread
-// of the same phase writes (fused.hpp), so this is the device's arithmetic exactly. (Host and
-// device, like the WorkItem::run that calls it, only so that nvcc need not warn about a host
-// function called from host/device code; it runs on the host.)
+// of the same phase writes (fused.hpp), so this is the device's arithmetic exactly, whatever
+// order the device's threads run in; `reversed` runs them last to first, which changes results
+// where that claim fails (set_emulation_reversed). (Host and device, like the WorkItem::run
+// that calls it, only so that nvcc need not warn about a host function called from host/device
+// code; it runs on the host.)
 struct HostEach {
+    bool reversed;
     template <class Phase>
     __host__ __device__ void operator()(const Phase& phase) const {
-        for (int t = 0; t < Tiling::kThreads; ++t) phase(t, Tiling::kThreads);
+        for (int i = 0; i < Tiling::kThreads; ++i) phase(reversed ? Tiling::kThreads - 1 - i : i, Tiling::kThreads);
     }
 };
 
@@ -161,6 +164,9 @@ __global__ void first_bad_kernel(const T* p, int64_t n, bool negative_too, unsig
 // The layered path's chunk budget (set_chunk_elements).
 std::atomic<int64_t> g_chunk_elements{kChunkElements};
 
+// The emulation's order of threads and items (set_emulation_reversed).
+std::atomic<bool> g_emulation_reversed{false};
+
 // The layered path's launches: one thread per item, a grid-stride loop over the items.
 template <class Step>
 __global__ void items_kernel(const Step step, int64_t count) {
@@ -180,11 +186,13 @@ struct DeviceRun {
 };
 
 // Items are independent within a step (each writes its own outputs), so any order computes
-// what the device does.
+// what the device does; `reversed` runs them last to first, as HostEach does.
 struct HostRun {
+    bool reversed;
     template <class Step>
     void operator()(const Step& step) const {
-        for (int64_t i = 0; i < step.count(); ++i) step(i);
+        const int64_t count = step.count();
+        for (int64_t i = 0; i < count; ++i) step(reversed ? count - 1 - i : i);
     }
 };
 
@@ -259,7 +267,7 @@ void risk_gradient_host(const Arch& a, const Act& act, const Tiling& tiling, Pro
         const int64_t net = item / tiling.groups;
         const WorkItem<T, Act> w{a, act, tiling, p, net, item % tiling.groups, p.thetas + net * a.d,
                                  scratch.data(), losses.data()};
-        w.run(HostEach{});
+        w.run(HostEach{g_emulation_reversed});
     }
     if (reduce)
         for (int64_t i = 0; i < reduce_items(tiling, a.d, grads != nullptr); ++i)
@@ -290,7 +298,7 @@ void layered_risk_gradient(const Arch& a, const Act& act, const T* thetas, int64
     if (emulate) {
         std::vector<T> Z(scratch);
         std::vector<double> losses(std::size_t(ch.chunk));
-        layered_risk_gradient(a, act, ch, thetas, n, b, risks, grads, Z.data(), losses.data(), HostRun{});
+        layered_risk_gradient(a, act, ch, thetas, n, b, risks, grads, Z.data(), losses.data(), HostRun{g_emulation_reversed});
         return;
     }
     Scratch<T> Z(scratch);
@@ -311,7 +319,7 @@ void layered_pre_activations(const Arch& a, const Act& act, const T* theta, cons
         const Layered<T, Act> s{act, a.loss, M, ch.ld, a.widths[0], a.widths[a.L], a.z_row[a.L], theta, X,
                                 nullptr, nullptr, emulate ? host_Z.data() : device_Z.p, nullptr, nullptr, nullptr,
                                 m0, std::min(ch.chunk, M - m0), i == 0};
-        if (emulate) layered_forward_chunk(a, s, first, out, HostRun{});
+        if (emulate) layered_forward_chunk(a, s, first, out, HostRun{g_emulation_reversed});
         else layered_forward_chunk(a, s, first, out, DeviceRun{});
     }
     if (!emulate) check_launch("layered forward steps");
@@ -327,7 +335,7 @@ void pre_activations_run(const Arch& a, const Act& act, const T* theta, const T*
         std::vector<T> scratch(std::size_t(tiling.scratch_elements(a)));
         std::vector<double> losses(Tiling::kMaxSamples);
         const ForwardItem<T, Act> f{{a, act, tiling, p, 0, 0, theta, scratch.data(), losses.data()}, first, out};
-        for (int64_t tile = 0; tile < tiling.tiles; ++tile) f.run(tile, HostEach{});
+        for (int64_t tile = 0; tile < tiling.tiles; ++tile) f.run(tile, HostEach{g_emulation_reversed});
         return;
     }
     int device = 0;
@@ -398,6 +406,8 @@ void copy_on_device(void* dst, const void* src, std::size_t bytes) {
 }
 
 void set_chunk_elements(int64_t elements) { g_chunk_elements = elements > 0 ? elements : kChunkElements; }
+
+void set_emulation_reversed(bool reversed) { g_emulation_reversed = reversed; }
 
 void synchronize() { check(cudaStreamSynchronize(0), "synchronize"); }
 

@@ -32,6 +32,10 @@ void synchronize();
 // problems. Changes the order of summation, hence results by rounding.
 void set_chunk_elements(int64_t elements);
 
+// The host emulation runs a phase's threads, and a step's items, last to first instead of first
+// to last. For tests: the results must not change (bitwise), since the device promises no order.
+void set_emulation_reversed(bool reversed);
+
 // The first flat index in p[0..n) (device memory) holding NaN or Inf, or a negative value when
 // `negative_too`; -1 if none.
 template <class T>
