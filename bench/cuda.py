@@ -29,6 +29,9 @@ import gengrad
 
 ENSEMBLES = [ENSEMBLE, ((1, 32, 32, 1), 10_000, 256), ((4, 64, 64, 1), 10_000, 128)]
 NARROW = 128  # widest hidden layer of a "narrow" net (issue 7)
+# Peers; the targets are judged against the float32 ones ("jax" at precision "highest"), and
+# "jax_tf32" is JAX's default, which multiplies float32 matrices in TF32.
+PEERS = ("torch", "torch_graph", "jax", "jax_tf32")
 
 
 def _torch_cuda():
@@ -136,7 +139,10 @@ def torch_graph(torch, *args):
     return lambda: (graph.replay(), torch.cuda.synchronize())
 
 
-def jax_fn(jax, ens, thetas, X, Y):
+def jax_fn(jax, precision, ens, thetas, X, Y):
+    """JAX jit (vmap for ensembles) with its matrix products at `precision`: "default" is what a
+    JAX user gets, TF32 on tensor cores for float32 (10 mantissa bits, not float32's result),
+    "highest" computes in float32 like gengrad and PyTorch (allow_tf32 is off by default)."""
     import jax.numpy as jnp
 
     jax.config.update("jax_enable_x64", thetas.dtype == np.float64)
@@ -149,7 +155,12 @@ def jax_fn(jax, ens, thetas, X, Y):
     else:
         grad = jax.jit(jax.vmap(jax.value_and_grad(risk), in_axes=(0, None, None)))
     Xj, Yj = jnp.asarray(X), jnp.asarray(Y)
-    return lambda: jax.block_until_ready(grad(layers, Xj, Yj))
+
+    def run():
+        with jax.default_matmul_precision(precision):
+            return jax.block_until_ready(grad(layers, Xj, Yj))
+
+    return run
 
 
 def row(label, widths, n, M, dtype, torch, jax, ceiling, budget):
@@ -157,7 +168,8 @@ def row(label, widths, n, M, dtype, torch, jax, ceiling, budget):
     fns = {"gengrad": gengrad_fn(torch, *args), "torch": torch_eager(torch, *args),
            "torch_graph": torch_graph(torch, *args)}
     if jax is not None:
-        fns["jax"] = jax_fn(jax, *args)
+        fns["jax"] = jax_fn(jax, "highest", *args)
+        fns["jax_tf32"] = jax_fn(jax, "default", *args)
     timed = {name: median_seconds(fn, budget=budget) for name, fn in fns.items()}
     t = timed["gengrad"]
     work = n * flops(widths, M)
@@ -167,7 +179,7 @@ def row(label, widths, n, M, dtype, torch, jax, ceiling, budget):
               "gflops": work / t / 1e9, "gbps": traffic / t / 1e9}
     result["flop_fraction"] = result["gflops"] / ceiling["matmul_gflops"]
     result["bandwidth_fraction"] = result["gbps"] / ceiling["copy_gbps"]
-    for peer in ("torch", "torch_graph", "jax"):
+    for peer in PEERS:
         if peer in timed:
             result[f"{peer}_ratio"] = timed[peer] / t
     narrow = max(widths[1:-1]) <= NARROW
@@ -180,7 +192,7 @@ def row(label, widths, n, M, dtype, torch, jax, ceiling, budget):
     else:
         result["target"] = "wide: no slower than PyTorch"
         result["met"] = min(result["torch_ratio"], result["torch_graph_ratio"]) >= 1
-    ratios = "  ".join(f"{p} {result[p + '_ratio']:5.2f}x" for p in ("torch", "torch_graph", "jax")
+    ratios = "  ".join(f"{p} {result[p + '_ratio']:5.2f}x" for p in PEERS
                        if p + "_ratio" in result)
     print(f"{label:>30} {t * 1e6:9.1f}us  {ratios}  {result['gflops']:8.1f} GF/s "
           f"({result['flop_fraction']:.1%})  {result['gbps']:7.1f} GB/s ({result['bandwidth_fraction']:.1%})  "

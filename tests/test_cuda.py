@@ -388,3 +388,41 @@ def test_gpu_dlpack_with_torch():
     np.testing.assert_array_equal(torch.from_dlpack(zs[1]).cpu().numpy(), net.forward(theta, X))
     with pytest.raises(TypeError, match="device type 1 \\(the CPU\\)"):
         net._impl.risk_gradient(d_theta, torch.from_numpy(X), d_Y, None, 0, 0.0, True, None)
+
+
+@needs_device
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("widths,n,M", [((3, 9, 7, 2), 5, 200), (MEDIUM, 2, 70), (WIDE, 2, 30)],
+                         ids=["fused-64", "fused-smaller", "layered"])
+def test_gpu_every_path_agrees_with_the_reference(dtype, widths, n, M, chunking):
+    """Each kernel path on the device (also what .ci/gpu runs under compute-sanitizer), on integer
+    data that hits the kinks: the ensemble's risks and G, and one network's forward pass, kink
+    counts and approximate gradient."""
+    ensemble = gengrad.Ensemble(widths, n, "relu", loss="cross_entropy", backend="cuda")
+    thetas, X, Y, weight = _ensemble_problem(widths, n, M, dtype, "cross_entropy", "kink", True, True)
+    risks, G = ensemble.risk_and_gradient(thetas, X, Y, weight)
+    act = ensemble.network.activation
+    _assert_networks_agree(risks, G, widths, act, "cross_entropy", thetas, X, Y, weight, True, dtype)
+    net, cpu = ensemble.network, gengrad.Network(widths, "relu", loss="cross_entropy")
+    theta, x, y = thetas[0], X[0], Y[0]
+    assert net.kink_counts(theta, x).sum() > 0
+    np.testing.assert_array_equal(net.kink_counts(theta, x), cpu.kink_counts(theta, x))
+    assert relative_error(net.forward(theta, x), cpu.forward(theta, x)) <= TOLERANCE[dtype]
+    G_r = net.approx_gradient(theta, x, y, 2.0, "softplus")
+    assert relative_error(G_r, cpu.approx_gradient(theta, x, y, 2.0, "softplus")) <= TOLERANCE[dtype] * 10
+
+
+@needs_device
+def test_gpu_cupy_arrays_in_and_out_and_the_device_nan_scan():
+    cupy = pytest.importorskip("cupy")
+    widths, M = (3, 8, 2), 100
+    net = gengrad.Network(widths, "relu", backend="cuda")
+    theta, X, Y = kink_problem(widths, M, 4, "squared_error", np.float64)
+    risk, G = net.risk_and_gradient(theta, X, Y)
+    risk_d, G_d = net.risk_and_gradient(cupy.asarray(theta), cupy.asarray(X), cupy.asarray(Y))
+    assert risk_d == risk
+    np.testing.assert_array_equal(cupy.asnumpy(cupy.from_dlpack(G_d)), G)
+    bad = cupy.asarray(X)
+    bad[7, 1] = cupy.inf
+    with pytest.raises(ValueError, match=r"X contains NaN or Inf \(first at flat index 15\)"):
+        net.risk_and_gradient(cupy.asarray(theta), bad, cupy.asarray(Y))
