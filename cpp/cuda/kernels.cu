@@ -244,14 +244,16 @@ void risk_gradient_device(const Arch& a, const Act& act, const Tiling& tiling, P
     const int64_t blocks = grid_size(kernel, pl.shared_bytes, tiling.work_items());
     Scratch<T> scratch(pl.scratch_shared ? 0 : std::size_t(blocks * tiling.scratch_elements(a)));
     kernel<<<unsigned(blocks), Tiling::kThreads, pl.shared_bytes>>>(a, act, tiling, p, pl, scratch.p);
-    check_launch("risk_gradient_kernel");
+    // The reduction follows in stream order: one wait for both kernels (each wait is a round
+    // trip to the device, several microseconds of a narrow net's tens).
+    check(cudaGetLastError(), "risk_gradient_kernel");
     if (reduce) {
         const int64_t count = reduce_items(tiling, a.d, grads != nullptr);
         const int64_t threads = 256, reduce_blocks = std::min<int64_t>((count + threads - 1) / threads, 65535);
         reduce_kernel<T><<<unsigned(reduce_blocks), unsigned(threads)>>>(tiling, a.d, count, grad_slots.p,
                                                                          risk_slots.p, grads, risks);
-        check_launch("reduce_kernel");
     }
+    check_launch(reduce ? "risk_gradient_kernel and reduce_kernel" : "risk_gradient_kernel");
 }
 
 template <class T, class Act>
