@@ -254,7 +254,8 @@ def test_emulated_results_do_not_depend_on_the_order_of_threads(dtype, widths, c
     def results():
         return (*model.ensemble_risk_gradient(thetas, X, Y, weight, 0, 0.0, True, None),
                 model.risk_gradient(thetas[1], X, Y, None, 1, 2.0, True, None)[1],
-                model.pre_activations(thetas[2], X, 1))
+                model.pre_activations(thetas[2], X, 1),
+                model.ensemble_pre_activations(thetas, X, 1))
 
     forward = results()
     _cuda._set_emulation_reversed(True)
@@ -264,6 +265,135 @@ def test_emulated_results_do_not_depend_on_the_order_of_threads(dtype, widths, c
         _cuda._set_emulation_reversed(False)
     for a, b in zip(forward, backward):
         np.testing.assert_array_equal(a, b)
+
+
+# --- Ensemble.forward and kink_counts: all networks in one launch --------------------------------
+
+def emulated_ensemble(widths, n, activation="relu"):
+    """An Ensemble computing as backend="cuda" does, with the emulated kernels (NumPy arrays)."""
+    ensemble = gengrad.Ensemble(widths, n, activation)
+    ensemble.network._impl = emulated(ensemble.network)
+    ensemble.network.backend = "cuda"
+    return ensemble
+
+
+def _reference_forward(thetas, X, widths, act, per_net, first):
+    """(n, M, l_first + ... + l_L) of the float64 reference at the (rounded) inputs, and the
+    (n, L-1) kink counts."""
+    Z, counts = [], []
+    for i, theta in enumerate(thetas):
+        t, x = theta.astype(np.float64), (X[i] if per_net else X).astype(np.float64)
+        Z.append(np.hstack(R.pre_activations(t, widths, act, x)[first - 1:]))
+        counts.append(R.kink_counts(t, widths, act, x))
+    return np.stack(Z), np.stack(counts)
+
+
+def _assert_forward_agrees(ensemble, thetas, X, per_net, data, dtype):
+    """forward, every layer's pre-activations and kink counts against the reference; integer
+    data (sums of small integers, exact in both dtypes) bitwise, with kinks hit."""
+    widths, act = ensemble.widths, ensemble.network.activation
+    model = ensemble.network._impl
+    n, M = len(thetas), X.shape[-2]
+    Z_ref, counts_ref = _reference_forward(thetas, X, widths, act, per_net, 1)
+    out = ensemble.forward(thetas, X)
+    assert type(out) is np.ndarray and out.dtype == dtype and out.shape == (n, M, widths[-1])
+    Z = model.ensemble_pre_activations(thetas, X, 1)
+    assert Z.shape == (n, M, sum(widths[1:]))
+    np.testing.assert_array_equal(out, Z[:, :, -widths[-1]:])
+    np.testing.assert_array_equal(model.ensemble_pre_activations(thetas, X, 2), Z[:, :, widths[1]:])
+    counts = ensemble.kink_counts(thetas, X)
+    assert counts.dtype == np.int64 and counts.shape == (n, len(widths) - 2)
+    np.testing.assert_array_equal(counts, counts_ref)
+    if data == "kink":
+        np.testing.assert_array_equal(Z, Z_ref)
+        assert (counts > 0).all()
+    else:
+        for i in range(n):
+            assert relative_error(Z[i], Z_ref[i]) <= TOLERANCE[dtype]
+
+
+@needs_module
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("data", ["random", "kink"])
+@pytest.mark.parametrize("per_net", [False, True], ids=["shared-X", "X-per-network"])
+@pytest.mark.parametrize("widths,M", [((3, 9, 7, 2), 200), (MEDIUM, 70)], ids=["tiles-of-64", "tiles-of-32-16"])
+def test_emulated_ensemble_forward_agrees_with_the_reference(dtype, data, per_net, widths, M, chunking):
+    """The fused path: networks x tiles (4 or 3-5 tiles per network), the last tile partial;
+    with chunking, kink_counts takes the networks in batches."""
+    n = 5
+    ensemble = emulated_ensemble(widths, n)
+    thetas, X, _, _ = _ensemble_problem(widths, n, M, dtype, "squared_error", data, per_net, False)
+    _assert_forward_agrees(ensemble, thetas, X, per_net, data, dtype)
+
+
+@needs_module
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("data", ["random", "kink"])
+@pytest.mark.parametrize("per_net", [False, True], ids=["shared-X", "X-per-network"])
+def test_emulated_layered_ensemble_forward_agrees_with_the_reference(dtype, data, per_net, chunking):
+    """The layered path, network after network, in one chunk or chunks of 8 samples."""
+    n, M = 3, 30
+    ensemble = emulated_ensemble(WIDE, n, "hardtanh")
+    thetas, X, _, _ = _ensemble_problem(WIDE, n, M, dtype, "squared_error", data, per_net, False)
+    _assert_forward_agrees(ensemble, thetas, X, per_net, data, dtype)
+
+
+@needs_module
+@pytest.mark.parametrize("widths", [(3, 9, 7, 2), WIDE], ids=["fused", "layered"])
+def test_emulated_ensemble_forward_is_each_network_alone(widths):
+    """Network i of the ensemble is bitwise network i computed alone, and bitwise the CPU
+    backend's loop on integer data; runs repeat bitwise."""
+    n, M = 4, 100
+    ensemble = emulated_ensemble(widths, n)
+    thetas, X, _, _ = _ensemble_problem(widths, n, M, np.float32, "squared_error", "kink", True, False)
+    model = ensemble.network._impl
+    Z = model.ensemble_pre_activations(thetas, X, 1)
+    for i in range(n):
+        np.testing.assert_array_equal(Z[i], model.pre_activations(thetas[i], X[i], 1))
+        np.testing.assert_array_equal(ensemble.kink_counts(thetas, X)[i], model.kink_counts(thetas[i], X[i]))
+    np.testing.assert_array_equal(model.ensemble_pre_activations(thetas, X, 1), Z)
+    cpu = gengrad.Ensemble(widths, n)
+    np.testing.assert_array_equal(ensemble.forward(thetas, X), cpu.forward(thetas, X))
+    np.testing.assert_array_equal(ensemble.kink_counts(thetas, X), cpu.kink_counts(thetas, X))
+
+
+@needs_module
+def test_emulated_ensemble_forward_checks_its_inputs():
+    widths, n = (3, 9, 7, 2), 4
+    ensemble = emulated_ensemble(widths, n)
+    model = ensemble.network._impl
+    d = ensemble.dim
+    thetas, X, _, _ = _ensemble_problem(widths, n, 20, np.float64, "squared_error", "random", False, False)
+    for call in (ensemble.forward, ensemble.kink_counts):
+        with pytest.raises(ValueError, match=rf"thetas must have shape \(4, {d}\), got \(3, {d}\)"):
+            call(thetas[:3], X)
+        with pytest.raises(ValueError, match=r"X must have shape \(M, 3\), got \(20, 4\)"):
+            call(thetas, np.ones((20, 4)))
+        with pytest.raises(ValueError, match=r"X must have shape \(4, M, 3\), got \(3, 20, 3\)"):
+            call(thetas, np.ones((3, 20, 3)))
+        bad = X.copy()
+        bad[2, 1] = np.nan
+        with pytest.raises(ValueError, match=r"X contains NaN or Inf \(first at flat index 7\)"):
+            call(thetas, bad)
+        bad = thetas.copy()
+        bad[1, 0] = np.inf
+        with pytest.raises(ValueError, match=rf"thetas contains NaN or Inf \(first at flat index {d}\)"):
+            call(bad, X)
+    for method, args in (("ensemble_pre_activations", (1,)), ("ensemble_kink_counts", ())):
+        call = getattr(model, method)
+        with pytest.raises(ValueError, match=rf"thetas must have shape \(n, {d}\), got \(4, {d + 1}\)"):
+            call(np.ones((n, d + 1)), X, *args)
+        with pytest.raises(ValueError, match=rf"thetas must have shape \(n, {d}\), got \({d},\)"):
+            call(thetas[0], X, *args)
+        with pytest.raises(ValueError, match="thetas must hold at least one network"):
+            call(thetas[:0], X, *args)
+        with pytest.raises(TypeError, match=r"X must have dtype float64 \(the dtype of theta\), got float32"):
+            call(thetas, X.astype(np.float32), *args)
+    with pytest.raises(ValueError, match="first must be a layer between 1 and 3"):
+        model.ensemble_pre_activations(thetas, X, 4)
+    # no samples: empty results, no kinks
+    assert ensemble.forward(thetas, X[:0]).shape == (n, 0, 2)
+    np.testing.assert_array_equal(ensemble.kink_counts(thetas, X[:0]), np.zeros((n, 2), np.int64))
 
 
 # --- DLPack, with PyTorch CPU tensors standing in for device arrays (the emulation's device) --
@@ -301,6 +431,23 @@ def test_dlpack_inputs_and_outputs(dtype):
     # a DeviceArray is an input too
     np.testing.assert_array_equal(np.asarray(model.risk_gradient(G_dl, X, Y, None, 0, 0.0, True, None)[1]),
                                   model.risk_gradient(G, X, Y, None, 0, 0.0, True, None)[1])
+
+
+@needs_module
+@pytest.mark.parametrize("per_net", [False, True], ids=["shared-X", "X-per-network"])
+def test_dlpack_ensemble_forward(per_net):
+    """Tensor thetas give a DeviceArray (n, M, width), bitwise the NumPy path's."""
+    torch = pytest.importorskip("torch")
+    widths, n, M = (3, 9, 7, 2), 3, 80
+    model = emulated(gengrad.Network(widths))
+    thetas, X, _, _ = _ensemble_problem(widths, n, M, np.float32, "squared_error", "random", per_net, False)
+    Z = model.ensemble_pre_activations(torch.from_numpy(thetas), torch.from_numpy(X), 1)
+    assert type(Z).__name__ == "DeviceArray" and Z.shape == (n, M, 18) and Z.dtype == np.float32
+    np.testing.assert_array_equal(torch.from_dlpack(Z).numpy(), model.ensemble_pre_activations(thetas, X, 1))
+    counts = model.ensemble_kink_counts(torch.from_numpy(thetas), torch.from_numpy(X))
+    np.testing.assert_array_equal(counts, model.ensemble_kink_counts(thetas, X))
+    with pytest.raises(ValueError, match=r"X contains NaN or Inf"):
+        model.ensemble_pre_activations(torch.from_numpy(thetas), torch.full(X.shape, float("nan")), 1)
 
 
 @needs_module
@@ -367,6 +514,30 @@ def test_gpu_agrees_with_its_emulation():
     risks, G = ensemble.risk_and_gradient(thetas, X, Y, weight)
     risks_e, G_e = emulated(ensemble.network).ensemble_risk_gradient(thetas, X, Y, weight, 0, 0.0, True, None)
     assert relative_error(G, G_e) <= 1e-13 and relative_error(risks, risks_e) <= 1e-13
+
+
+@needs_device
+@pytest.mark.parametrize("widths", [(3, 9, 7, 2), WIDE], ids=["fused", "layered"])
+def test_gpu_ensemble_forward(widths):
+    """One launch for all networks: bitwise reproducible, its emulation's numbers up to FMA
+    contraction, the kink counts exactly; device thetas give a DeviceArray."""
+    n, M = 6, 300
+    ensemble = gengrad.Ensemble(widths, n, "relu", backend="cuda")
+    thetas, X, _, _ = _ensemble_problem(widths, n, M, np.float64, "squared_error", "random", True, False)
+    runs = [ensemble.forward(thetas, X) for _ in range(3)]
+    for out in runs[1:]:
+        np.testing.assert_array_equal(out, runs[0])
+    expected = emulated(ensemble.network).ensemble_pre_activations(thetas, X, len(widths) - 1)
+    assert relative_error(runs[0], expected) <= 1e-13
+    k_thetas, k_X, _, _ = _ensemble_problem(widths, n, M, np.float64, "squared_error", "kink", False, False)
+    counts = ensemble.kink_counts(k_thetas, k_X)
+    np.testing.assert_array_equal(counts, emulated(ensemble.network).ensemble_kink_counts(k_thetas, k_X))
+    assert counts.sum() > 0
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        out = ensemble.forward(torch.from_numpy(thetas).cuda(), torch.from_numpy(X).cuda())
+        assert type(out).__name__ == "DeviceArray"
+        np.testing.assert_array_equal(torch.from_dlpack(out).cpu().numpy(), runs[0])
 
 
 @needs_device

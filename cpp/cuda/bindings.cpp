@@ -133,11 +133,13 @@ struct Source {
     const DeviceArray* own = nullptr;  // a DeviceArray of gengrad's
 
     bool on_device() const { return dl || own; }
-    int ndim() const {
-        if (own) return int(own->shape.size());
-        if (dl) return dl->tensor->dl_tensor.ndim;
-        return int(py::reinterpret_borrow<py::array>(object).ndim());
+    std::vector<int64_t> shape() const {
+        if (own) return own->shape;
+        if (dl) return {dl->tensor->dl_tensor.shape, dl->tensor->dl_tensor.shape + dl->tensor->dl_tensor.ndim};
+        const auto a = py::reinterpret_borrow<py::array>(object);
+        return {a.shape(), a.shape() + a.ndim()};
     }
+    int ndim() const { return int(shape().size()); }
 };
 
 bool is_device_array(const py::handle& obj) {
@@ -405,19 +407,55 @@ public:
         });
     }
 
+    // Reads thetas ((n, d), n >= 1, float32 or float64) and X, shared ((M, l_0)) or one per
+    // network ((n, M, l_0)), and calls f(zero of that type, thetas, the batch of X (Y and the
+    // weights unset), whether thetas live on the device).
+    template <class F>
+    auto with_thetas_and_X(const py::object& thetas, const py::object& X, F&& f) const {
+        const int64_t l0 = host_.spec().widths[0];
+        const Source th_src = source(thetas, "thetas", emulate_);
+        return dispatch(th_src, "thetas", [&](auto zero) {
+            using T = decltype(zero);
+            const std::vector<int64_t> shape = th_src.shape();
+            if (shape.size() != 2 || shape[1] != dim())
+                throw py::value_error("thetas must have shape (n, " + std::to_string(dim()) + "), got " + shape_text(shape));
+            if (shape[0] == 0) throw py::value_error("thetas must hold at least one network");
+            const int64_t n = shape[0];
+            const Input<T> th = input<T>(th_src, "thetas", {n, dim()}, emulate_);
+            const Source x_src = source(X, "X", emulate_);
+            const bool per_net_x = x_src.ndim() == 3;
+            const Input<T> x = input<T>(x_src, "X", per_net_x ? std::vector<int64_t>{n, -1, l0} : std::vector<int64_t>{-1, l0}, emulate_);
+            const int64_t M = x.shape[per_net_x ? 1 : 0];
+            return f(zero, th, EnsembleBatch<T>{x.data, nullptr, nullptr, M, per_net_x ? M * l0 : 0, 0, 0},
+                     th_src.on_device());
+        });
+    }
+
     py::object pre_activations(const py::object& theta, const py::object& X, int64_t first) const {
-        const NetSpec& spec = host_.spec();
-        if (first < 1 || first > spec.n_layers)
-            throw py::value_error("first must be a layer between 1 and " + std::to_string(spec.n_layers));
-        int64_t row = 0;
-        for (int64_t k = first; k <= spec.n_layers; ++k) row += spec.widths[k];
+        const int64_t row = forward_width(first);
         return with_theta_and_X(theta, X, [&](auto zero, const auto& th, const auto& x, bool theta_on_device) {
             using T = decltype(zero);
             const int64_t M = x.shape[0];
             Output<T> out = output<T>({M, row}, theta_on_device, emulate_);
             {
                 py::gil_scoped_release release;
-                if (M > 0) gengrad::cuda::pre_activations(spec, th.data, x.data, M, first, out.data, emulate_);
+                gengrad::cuda::pre_activations(host_.spec(), th.data, 1, EnsembleBatch<T>{x.data, nullptr, nullptr, M, 0, 0, 0},
+                                               first, out.data, emulate_);
+            }
+            return out.finish();
+        });
+    }
+
+    // (n, M, l_first + ... + l_L): network i's pre_activations at X or X[i], all in one launch.
+    py::object ensemble_pre_activations(const py::object& thetas, const py::object& X, int64_t first) const {
+        const int64_t row = forward_width(first);
+        return with_thetas_and_X(thetas, X, [&](auto zero, const auto& th, const auto& batch, bool on_device) {
+            using T = decltype(zero);
+            const int64_t n = th.shape[0];
+            Output<T> out = output<T>({n, batch.M, row}, on_device, emulate_);
+            {
+                py::gil_scoped_release release;
+                gengrad::cuda::pre_activations(host_.spec(), th.data, n, batch, first, out.data, emulate_);
             }
             return out.finish();
         });
@@ -455,75 +493,76 @@ public:
                                      const py::object& out) const {
         check_family(family, r);
         const NetSpec& spec = host_.spec();
-        const int64_t l0 = spec.widths[0], lL = spec.widths[spec.n_layers];
-        const Source th_src = source(thetas, "thetas", emulate_);
-        return dispatch(th_src, "thetas", [&](auto zero) {
+        const int64_t lL = spec.widths[spec.n_layers];
+        return with_thetas_and_X(thetas, X, [&](auto zero, const auto& th, auto batch, bool on_device) {
             using T = decltype(zero);
-            if (th_src.ndim() != 2)
-                throw py::value_error("thetas must have shape (n, " + std::to_string(dim()) + ")");
-            const Input<T> th = input<T>(th_src, "thetas", {-1, dim()}, emulate_);
-            const int64_t n = th.shape[0];
-            if (n == 0) throw py::value_error("thetas must hold at least one network");
-            const Source x_src = source(X, "X", emulate_);
-            const bool per_net_x = x_src.ndim() == 3;
-            const Input<T> x = input<T>(x_src, "X", per_net_x ? std::vector<int64_t>{n, -1, l0} : std::vector<int64_t>{-1, l0}, emulate_);
-            const int64_t M = x.shape[per_net_x ? 1 : 0];
+            const int64_t n = th.shape[0], M = batch.M;
             if (M == 0) throw py::value_error("X must hold at least one sample");
             const Source y_src = source(Y, "Y", emulate_);
             const bool per_net_y = y_src.ndim() == 3;
             const Input<T> y = input<T>(y_src, "Y", per_net_y ? std::vector<int64_t>{n, M, lL} : std::vector<int64_t>{M, lL}, emulate_);
+            batch.Y = y.data;
+            batch.y_stride = per_net_y ? M * lL : 0;
             Input<T> w;
-            int64_t w_stride = 0;
             if (!weight.is_none()) {
                 const Source w_src = source(weight, "sample_weight", emulate_);
                 const bool per_net_w = w_src.ndim() == 2;
                 w = input<T>(w_src, "sample_weight", per_net_w ? std::vector<int64_t>{n, M} : std::vector<int64_t>{M}, emulate_, true);
-                w_stride = per_net_w ? M : 0;
+                batch.weight = w.data;
+                batch.weight_stride = per_net_w ? M : 0;
             }
             Output<T> grads;
-            if (want_gradient) grads = output<T>({n, dim()}, th_src.on_device(), emulate_, out, {th.data, x.data, y.data, w.data});
-            Output<double> risks = output<double>({n}, th_src.on_device(), emulate_);
+            if (want_gradient) grads = output<T>({n, dim()}, on_device, emulate_, out, {th.data, batch.X, y.data, w.data});
+            Output<double> risks = output<double>({n}, on_device, emulate_);
             {
                 py::gil_scoped_release release;
-                gengrad::cuda::risk_gradient(spec, {Family(family), r}, th.data, n,
-                                             EnsembleBatch<T>{x.data, y.data, w.data, M, per_net_x ? M * l0 : 0,
-                                                              per_net_y ? M * lL : 0, w_stride},
-                                             risks.data, want_gradient ? grads.data : nullptr, emulate_);
+                gengrad::cuda::risk_gradient(spec, {Family(family), r}, th.data, n, batch, risks.data,
+                                             want_gradient ? grads.data : nullptr, emulate_);
             }
             return py::make_tuple(risks.finish(), want_gradient ? grads.finish() : py::none());
         });
     }
 
-    // Exact kink hits per hidden layer, counted on the host from the device's pre-activations.
+    // Exact kink hits per hidden layer (L - 1,), counted on the host from the device's
+    // pre-activations.
     py::array_t<int64_t> kink_counts(const py::object& theta, const py::object& X) const {
-        const NetSpec& spec = host_.spec();
-        py::array_t<int64_t> counts(spec.n_layers - 1);
-        std::fill(counts.mutable_data(), counts.mutable_data() + counts.size(), 0);
-        with_theta_and_X(theta, X, [&](auto zero, const auto& th, const auto& x, bool) {
+        return with_theta_and_X(theta, X, [&](auto zero, const auto& th, const auto& x, bool) {
             using T = decltype(zero);
-            const int64_t M = x.shape[0], L = spec.n_layers;
-            int64_t row = 0;
-            for (int64_t k = 1; k <= L; ++k) row += spec.widths[k];
-            if (M == 0 || spec.activation != ActivationKind::piecewise_linear || spec.pwl.n_kinks == 0) return 0;
-            std::vector<T> Z(std::size_t(M * row));
-            Buffer staging = emulate_ ? Buffer() : allocate(Z.size() * sizeof(T));
-            T* dst = emulate_ ? Z.data() : static_cast<T*>(staging.get());
-            int64_t* hits = counts.mutable_data();
-            py::gil_scoped_release release;
-            gengrad::cuda::pre_activations(spec, th.data, x.data, M, 1, dst, emulate_);
-            if (!emulate_) copy_to_host(Z.data(), dst, Z.size() * sizeof(T));
-            const portable::PiecewiseLinear<T> act(spec.pwl);
-            for (int64_t m = 0; m < M; ++m) {
-                int64_t col = 0;
-                for (int64_t k = 1; k < L; ++k)
-                    for (int64_t i = 0; i < spec.widths[k]; ++i) hits[k - 1] += act.is_kink(Z[m * row + col++]);
-            }
-            return 0;
+            return count_kinks(th.data, 1, EnsembleBatch<T>{x.data, nullptr, nullptr, x.shape[0], 0, 0, 0},
+                               {host_.spec().n_layers - 1});
         });
-        return counts;
+    }
+
+    // The same for every network: (n, L - 1).
+    py::array_t<int64_t> ensemble_kink_counts(const py::object& thetas, const py::object& X) const {
+        return with_thetas_and_X(thetas, X, [&](auto, const auto& th, const auto& batch, bool) {
+            return count_kinks(th.data, th.shape[0], batch, {th.shape[0], host_.spec().n_layers - 1});
+        });
     }
 
 private:
+    // The row length l_first + ... + l_L of pre_activations' results.
+    int64_t forward_width(int64_t first) const {
+        const NetSpec& spec = host_.spec();
+        if (first < 1 || first > spec.n_layers)
+            throw py::value_error("first must be a layer between 1 and " + std::to_string(spec.n_layers));
+        int64_t row = 0;
+        for (int64_t k = first; k <= spec.n_layers; ++k) row += spec.widths[k];
+        return row;
+    }
+
+    template <class T>
+    py::array_t<int64_t> count_kinks(const T* thetas, int64_t n, const EnsembleBatch<T>& batch,
+                                     std::vector<py::ssize_t> shape) const {
+        py::array_t<int64_t> counts(std::move(shape));
+        int64_t* hits = counts.mutable_data();
+        {
+            py::gil_scoped_release release;
+            gengrad::cuda::kink_counts(host_.spec(), thetas, n, batch, hits, emulate_);
+        }
+        return counts;
+    }
+
     static void check_family(int family, double r) {
         if (family < 0 || family > int(Family::shifted_softplus))
             throw py::value_error("unknown approximant family " + std::to_string(family));
@@ -596,6 +635,10 @@ PYBIND11_MODULE(_cuda, m) {
              py::arg("right_sided"), py::arg("loss"), py::arg("emulate") = false)
         .def_property_readonly("emulate", &Model::emulate);
     gengrad::python::define_operations(model);
+    model  // the CPU core's ensembles loop over Network.forward and kink_counts in Python
+        .def("ensemble_pre_activations", &Model::ensemble_pre_activations, py::arg("thetas"), py::arg("X"),
+             py::arg("first"))
+        .def("ensemble_kink_counts", &Model::ensemble_kink_counts, py::arg("thetas"), py::arg("X"));
     m.def("_set_chunk_elements", &set_chunk_elements, py::arg("elements"),
           "For tests: the scratch budget that sets the layer-by-layer path's samples per chunk (0: default)");
     m.def("_set_emulation_reversed", &set_emulation_reversed, py::arg("reversed"),

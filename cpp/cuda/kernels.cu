@@ -136,6 +136,8 @@ risk_gradient_kernel(const Arch arch, const Act act, const Tiling tiling, const 
     }
 }
 
+// Work items: networks x tiles. A block restages the parameters only when its next item is
+// another network's (for one network, once).
 template <class T, class Act>
 __global__ void __launch_bounds__(Tiling::kThreads)
 forward_kernel(const Arch arch, const Act act, const Tiling tiling, const Problem<T> p, const Placement place,
@@ -143,9 +145,17 @@ forward_kernel(const Arch arch, const Act act, const Tiling tiling, const Proble
     extern __shared__ __align__(16) unsigned char shared[];
     const Arch& a = shared_arch(arch);
     const BlockMemory<T> mem = block_memory<T>(shared, place, tiling.scratch_elements(a), scratch_global);
-    const T* theta = staged(p.thetas, a.d, mem.theta);
-    const ForwardItem<T, Act> f{{a, act, tiling, p, 0, 0, theta, mem.scratch, mem.losses}, first, out};
-    for (int64_t tile = blockIdx.x; tile < tiling.tiles; tile += gridDim.x) f.run(tile, DeviceEach{});
+    const T* theta = nullptr;
+    int64_t staged_net = -1;
+    for (int64_t item = blockIdx.x; item < tiling.forward_items(); item += gridDim.x) {
+        const int64_t net = item / tiling.tiles;
+        if (net != staged_net) {
+            theta = staged(p.thetas + net * a.d, a.d, mem.theta);
+            staged_net = net;
+        }
+        const ForwardItem<T, Act> f{{a, act, tiling, p, net, 0, theta, mem.scratch, mem.losses}, first, out};
+        f.run(item % tiling.tiles, DeviceEach{});
+    }
 }
 
 template <class T>
@@ -161,7 +171,7 @@ __global__ void first_bad_kernel(const T* p, int64_t n, bool negative_too, unsig
         if (!isfinite(p[i]) || (negative_too && p[i] < 0)) atomicMin(first, static_cast<unsigned long long>(i));
 }
 
-// The layered path's chunk budget (set_chunk_elements).
+// The scratch budget of the layered path's chunks and of kink_counts' batches (set_chunk_elements).
 std::atomic<int64_t> g_chunk_elements{kChunkElements};
 
 // The emulation's order of threads and items (set_emulation_reversed).
@@ -309,35 +319,51 @@ void layered_risk_gradient(const Arch& a, const Act& act, const T* thetas, int64
     check_launch("layered steps");
 }
 
-template <class T, class Act>
-void layered_pre_activations(const Arch& a, const Act& act, const T* theta, const T* X, int64_t M, int64_t first,
-                             T* out, bool emulate) {
-    const Chunking ch = Chunking::make(a, M, g_chunk_elements);
-    const std::size_t scratch = std::size_t(a.rows * ch.ld);
-    std::vector<T> host_Z(emulate ? scratch : 0);
-    Scratch<T> device_Z(emulate ? 0 : scratch);
-    for (int64_t i = 0; i < ch.chunks; ++i) {
-        const int64_t m0 = i * ch.chunk;
-        const Layered<T, Act> s{act, a.loss, M, ch.ld, a.widths[0], a.widths[a.L], a.z_row[a.L], theta, X,
-                                nullptr, nullptr, emulate ? host_Z.data() : device_Z.p, nullptr, nullptr, nullptr,
-                                m0, std::min(ch.chunk, M - m0), i == 0};
-        if (emulate) layered_forward_chunk(a, s, first, out, HostRun{g_emulation_reversed});
-        else layered_forward_chunk(a, s, first, out, DeviceRun{});
-    }
-    if (!emulate) check_launch("layered forward steps");
+// Network after network, chunk after chunk (on the device: in stream order).
+template <class T, class Act, class Run>
+void layered_pre_activations(const Arch& a, const Act& act, const Chunking& ch, const T* thetas, int64_t n,
+                             const EnsembleBatch<T>& b, int64_t first, T* out, T* Z, const Run& run) {
+    const int64_t width = forward_width(a, first);
+    for (int64_t net = 0; net < n; ++net)
+        for (int64_t i = 0; i < ch.chunks; ++i) {
+            const int64_t m0 = i * ch.chunk;
+            const Layered<T, Act> s{act, a.loss, b.M, ch.ld, a.widths[0], a.widths[a.L], a.z_row[a.L],
+                                    thetas + net * a.d, b.X + net * b.x_stride, nullptr, nullptr, Z, nullptr,
+                                    nullptr, nullptr, m0, std::min(ch.chunk, b.M - m0), i == 0};
+            layered_forward_chunk(a, s, first, out + net * b.M * width, run);
+        }
 }
 
 template <class T, class Act>
-void pre_activations_run(const Arch& a, const Act& act, const T* theta, const T* X, int64_t M, int64_t first, T* out,
-                         bool emulate) {
-    if (!fused_fits<T>(a)) return layered_pre_activations(a, act, theta, X, M, first, out, emulate);
-    const Tiling tiling = Tiling::make(a, sizeof(T), 1, M);
-    Problem<T> p{theta, {X, nullptr, nullptr, M, 0, 0, 0}, false, nullptr, nullptr};
+void layered_pre_activations(const Arch& a, const Act& act, const T* thetas, int64_t n, const EnsembleBatch<T>& b,
+                             int64_t first, T* out, bool emulate) {
+    const Chunking ch = Chunking::make(a, b.M, g_chunk_elements);
+    const std::size_t scratch = std::size_t(a.rows * ch.ld);
+    if (emulate) {
+        std::vector<T> Z(scratch);
+        layered_pre_activations(a, act, ch, thetas, n, b, first, out, Z.data(), HostRun{g_emulation_reversed});
+        return;
+    }
+    Scratch<T> Z(scratch);
+    layered_pre_activations(a, act, ch, thetas, n, b, first, out, Z.p, DeviceRun{});
+    check_launch("layered forward steps");
+}
+
+template <class T, class Act>
+void pre_activations_run(const Arch& a, const Act& act, const T* thetas, int64_t n, const EnsembleBatch<T>& b,
+                         int64_t first, T* out, bool emulate) {
+    if (!fused_fits<T>(a)) return layered_pre_activations(a, act, thetas, n, b, first, out, emulate);
+    const Tiling tiling = Tiling::make(a, sizeof(T), n, b.M);
+    const Problem<T> p{thetas, b, false, nullptr, nullptr};
     if (emulate) {
         std::vector<T> scratch(std::size_t(tiling.scratch_elements(a)));
         std::vector<double> losses(Tiling::kMaxSamples);
-        const ForwardItem<T, Act> f{{a, act, tiling, p, 0, 0, theta, scratch.data(), losses.data()}, first, out};
-        for (int64_t tile = 0; tile < tiling.tiles; ++tile) f.run(tile, HostEach{g_emulation_reversed});
+        for (int64_t item = 0; item < tiling.forward_items(); ++item) {
+            const int64_t net = item / tiling.tiles;
+            const ForwardItem<T, Act> f{{a, act, tiling, p, net, 0, thetas + net * a.d, scratch.data(), losses.data()},
+                                        first, out};
+            f.run(item % tiling.tiles, HostEach{g_emulation_reversed});
+        }
         return;
     }
     int device = 0;
@@ -345,7 +371,7 @@ void pre_activations_run(const Arch& a, const Act& act, const T* theta, const T*
     const Placement pl = place<T>(a, tiling, device);
     auto kernel = forward_kernel<T, Act>;
     allow_shared(kernel, pl.shared_bytes);
-    const int64_t blocks = grid_size(kernel, pl.shared_bytes, tiling.tiles);
+    const int64_t blocks = grid_size(kernel, pl.shared_bytes, tiling.forward_items());
     Scratch<T> scratch(pl.scratch_shared ? 0 : std::size_t(blocks * tiling.scratch_elements(a)));
     kernel<<<unsigned(blocks), Tiling::kThreads, pl.shared_bytes>>>(a, act, tiling, p, pl, scratch.p, first, out);
     check_launch("forward_kernel");
@@ -441,11 +467,45 @@ void risk_gradient(const NetSpec& net, Approximation approx, const T* thetas, in
 }
 
 template <class T>
-void pre_activations(const NetSpec& net, const T* theta, const T* X, int64_t M, int64_t first, T* out, bool emulate) {
+void pre_activations(const NetSpec& net, const T* thetas, int64_t n, const EnsembleBatch<T>& batch, int64_t first,
+                     T* out, bool emulate) {
+    if (n == 0 || batch.M == 0) return;
     const Arch a = make_arch(net);
     with_activation<T>(net, {Family::exact, 0.0}, [&](const auto& act) {
-        pre_activations_run(a, act, theta, X, M, first, out, emulate);
+        pre_activations_run(a, act, thetas, n, batch, first, out, emulate);
     });
+}
+
+// The networks' pre-activations in batches of networks whose pre-activations stay within the
+// scratch budget (set_chunk_elements), each copied to the host and counted there.
+template <class T>
+void kink_counts(const NetSpec& net, const T* thetas, int64_t n, const EnsembleBatch<T>& batch, int64_t* counts,
+                 bool emulate) {
+    const int64_t L = net.n_layers, M = batch.M;
+    std::fill(counts, counts + n * (L - 1), int64_t(0));
+    if (n == 0 || M == 0 || net.activation != ActivationKind::piecewise_linear || net.pwl.n_kinks == 0) return;
+    const Arch a = make_arch(net);
+    const int64_t row = forward_width(a, 1);
+    const int64_t per_batch = std::max<int64_t>(1, std::min<int64_t>(n, g_chunk_elements / (M * row)));
+    std::vector<T> Z(std::size_t(per_batch * M * row));
+    Scratch<T> staging(emulate ? 0 : Z.size());
+    T* dst = emulate ? Z.data() : staging.p;
+    const PiecewiseLinear<T> act(net.pwl);
+    for (int64_t n0 = 0; n0 < n; n0 += per_batch) {
+        const int64_t nets = std::min(per_batch, n - n0);
+        EnsembleBatch<T> part = batch;
+        part.X += n0 * batch.x_stride;
+        pre_activations(net, thetas + n0 * a.d, nets, part, 1, dst, emulate);
+        if (!emulate) copy_to_host(Z.data(), dst, std::size_t(nets * M * row) * sizeof(T));
+        for (int64_t i = 0; i < nets; ++i) {
+            int64_t* hits = counts + (n0 + i) * (L - 1);
+            for (int64_t m = 0; m < M; ++m) {
+                const T* z = Z.data() + (i * M + m) * row;
+                for (int64_t k = 1, col = 0; k < L; ++k)
+                    for (int64_t j = 0; j < net.widths[k]; ++j) hits[k - 1] += act.is_kink(z[col++]);
+            }
+        }
+    }
 }
 
 template int64_t first_bad<float>(const float*, int64_t, bool);
@@ -454,8 +514,13 @@ template void risk_gradient<float>(const NetSpec&, Approximation, const float*, 
                                    const EnsembleBatch<float>&, double*, float*, bool);
 template void risk_gradient<double>(const NetSpec&, Approximation, const double*, int64_t,
                                     const EnsembleBatch<double>&, double*, double*, bool);
-template void pre_activations<float>(const NetSpec&, const float*, const float*, int64_t, int64_t, float*, bool);
-template void pre_activations<double>(const NetSpec&, const double*, const double*, int64_t, int64_t, double*, bool);
+template void pre_activations<float>(const NetSpec&, const float*, int64_t, const EnsembleBatch<float>&, int64_t,
+                                     float*, bool);
+template void pre_activations<double>(const NetSpec&, const double*, int64_t, const EnsembleBatch<double>&, int64_t,
+                                      double*, bool);
+template void kink_counts<float>(const NetSpec&, const float*, int64_t, const EnsembleBatch<float>&, int64_t*, bool);
+template void kink_counts<double>(const NetSpec&, const double*, int64_t, const EnsembleBatch<double>&, int64_t*,
+                                  bool);
 
 }  // namespace cuda
 }  // namespace gengrad

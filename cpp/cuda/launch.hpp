@@ -27,9 +27,10 @@ void copy_on_device(void* dst, const void* src, std::size_t bytes);
 // Waits for everything gengrad queued (on the legacy default stream).
 void synchronize();
 
-// The samples per chunk of the layer-by-layer path follow from a budget of scratch elements
-// (default kChunkElements in layered.hpp; 0 restores it). For tests: several chunks on small
-// problems. Changes the order of summation, hence results by rounding.
+// The samples per chunk of the layer-by-layer path, and the networks per batch of kink_counts,
+// follow from a budget of scratch elements (default kChunkElements in layered.hpp; 0 restores
+// it). For tests: several chunks or batches on small problems. Changes the order of summation of
+// the layered risk and gradient, hence results by rounding (pre-activations and counts not).
 void set_chunk_elements(int64_t elements);
 
 // The host emulation runs a phase's threads, and a step's items, last to first instead of first
@@ -48,10 +49,19 @@ template <class T>
 void risk_gradient(const NetSpec& net, Approximation approx, const T* thetas, int64_t n,
                    const EnsembleBatch<T>& batch, double* risks, T* grads, bool emulate);
 
-// The pre-activations z^first..z^L of each of the M rows of X, sample-major, into out.
+// The pre-activations z^first..z^L of n networks with parameters thetas (n, d) at the M rows
+// of batch.X (shared when batch.x_stride = 0; Y and the weights are not read), into out
+// (n, M, l_first + ... + l_L): network-major, then sample-major. One launch for all networks on
+// the fused path; pointers as for risk_gradient.
 template <class T>
-void pre_activations(const NetSpec& net, const T* theta, const T* X, int64_t M, int64_t first, T* out,
-                     bool emulate);
+void pre_activations(const NetSpec& net, const T* thetas, int64_t n, const EnsembleBatch<T>& batch, int64_t first,
+                     T* out, bool emulate);
+
+// Exact kink hits of each network per hidden layer into counts (n, L - 1), host memory: the
+// pre-activations above, counted on the host.
+template <class T>
+void kink_counts(const NetSpec& net, const T* thetas, int64_t n, const EnsembleBatch<T>& batch, int64_t* counts,
+                 bool emulate);
 
 }  // namespace cuda
 }  // namespace gengrad

@@ -96,16 +96,29 @@ class Ensemble:
         return risks
 
     def forward(self, thetas: ArrayLike, X: Any) -> np.ndarray:
-        """Outputs (n, M, l_L) (a loop over networks: the hot path is risk_and_gradient)."""
+        """Outputs (n, M, l_L) at X (M, l_0) or, one per network, (n, M, l_0). backend="cuda": all
+        networks in one launch, with results as for Network(backend="cuda"); "cpp": a loop over
+        the networks (the hot path is risk_and_gradient)."""
+        if self.network.backend == "cuda":
+            engine, thetas, X = self._cuda_arguments(thetas, X)
+            return engine.ensemble_pre_activations(thetas, X, self.network.n_layers)  # type: ignore[no-any-return]
         thetas = self._thetas(thetas)
         shared = np.ndim(X) == 2
         return np.stack([self.network.forward(t, X if shared else X[i]) for i, t in enumerate(thetas)])
 
     def kink_counts(self, thetas: ArrayLike, X: Any) -> np.ndarray:
-        """Exact kink hits per network and hidden layer, shape (n, L-1)."""
+        """Exact kink hits per network and hidden layer, shape (n, L-1) (X as for forward)."""
+        if self.network.backend == "cuda":
+            engine, thetas, X = self._cuda_arguments(thetas, X)
+            return engine.ensemble_kink_counts(thetas, X)  # type: ignore[no-any-return]
         thetas = self._thetas(thetas)
         shared = np.ndim(X) == 2
         return np.stack([self.network.kink_counts(t, X if shared else X[i]) for i, t in enumerate(thetas)])
+
+    def _cuda_arguments(self, thetas: ArrayLike, X: Any) -> tuple[Any, np.ndarray, np.ndarray]:
+        """The CUDA model, thetas and X as its ensemble methods take them (sizes checked there)."""
+        thetas = self._thetas(thetas)
+        return self.network._impl, thetas, self.network._data(X, "X", thetas.dtype)
 
     def _thetas(self, thetas: ArrayLike) -> np.ndarray:
         thetas = self.network._theta(thetas)

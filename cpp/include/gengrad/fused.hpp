@@ -99,6 +99,7 @@ struct Tiling {
         return t;
     }
     GENGRAD_HD int64_t work_items() const { return n * groups; }
+    GENGRAD_HD int64_t forward_items() const { return n * tiles; }  // the forward pass: no groups
     GENGRAD_HD int64_t scratch_elements(const Arch& a) const { return a.rows * ld; }
 };
 
@@ -268,29 +269,37 @@ GENGRAD_HD void reduce_item(const Tiling& tiling, int64_t d, const T* grad_slots
     }
 }
 
-// The forward pass alone (Network.forward, pre_activations, kink counts): one network, tiles
-// of samples, z^first..z^L of each sample copied to its row of `out`.
+// The columns of the forward pass's output rows: l_first + ... + l_L.
+GENGRAD_HD inline int64_t forward_width(const Arch& a, int64_t first) {
+    int64_t width = 0;
+    for (int64_t k = first; k <= a.L; ++k) width += a.widths[k];
+    return width;
+}
+
+// The forward pass alone (forward, pre-activations, kink counts) of network w.net on one tile of
+// samples: z^first..z^L of each sample copied to its row of the network's (M, width) block of
+// `out`. The work items of n networks are networks x tiles (Tiling::forward_items).
 template <class T, class Act>
 struct ForwardItem {
     WorkItem<T, Act> w;
     int64_t first;
-    T* out;  // (M, l_first + ... + l_L)
+    T* out;  // (n, M, forward_width(a, first))
 
     template <class Each>
     GENGRAD_HD void run(int64_t tile, Each&& each) const {
         const Arch& a = w.a;
-        const int64_t S = w.tiling.samples, m0 = tile * S;
-        const int64_t valid = w.tiling.M - m0 < S ? w.tiling.M - m0 : S;
+        const int64_t S = w.tiling.samples, M = w.tiling.M, m0 = tile * S;
+        const int64_t valid = M - m0 < S ? M - m0 : S;
         each([&](int t, int nt) { w.load_inputs(m0, valid, t, nt); });
         for (int64_t k = 1; k <= a.L; ++k) each([&](int t, int nt) { w.forward_layer(k, t, nt); });
         each([&](int t, int nt) {
-            int64_t width = 0;
-            for (int64_t k = first; k <= a.L; ++k) width += a.widths[k];
+            const int64_t width = forward_width(a, first);
+            T* rows = out + (w.net * M + m0) * width;
             for (int64_t item = t; item < valid * width; item += nt) {
                 const int64_t c = item / width;
                 int64_t col = item % width, k = first;
                 while (col >= a.widths[k]) col -= a.widths[k++];
-                out[(m0 + c) * width + item % width] = w.row(a.z_row[k] + col)[c];
+                rows[item] = w.row(a.z_row[k] + col)[c];
             }
         });
     }

@@ -223,13 +223,13 @@ void layered_chunk(const Arch& a, const Layered<T, Act>& s, const Run& run) {
     for (int64_t k = 1; k <= a.L; ++k) run(Gradient<T, Act>{s, layer_rows(a, k)});
 }
 
-// The forward pass of one chunk, z^first..z^L copied to out (M, l_first + ... + l_L).
+// The forward pass of one chunk of one network, z^first..z^L copied to the network's out
+// (M, l_first + ... + l_L).
 template <class T, class Act, class Run>
 void layered_forward_chunk(const Arch& a, const Layered<T, Act>& s, int64_t first, T* out, const Run& run) {
     run(LoadInputs<T, Act>{s});
     for (int64_t k = 1; k <= a.L; ++k) run(Forward<T, Act>{s, layer_rows(a, k)});
-    int64_t width = 0;
-    for (int64_t k = first; k <= a.L; ++k) width += a.widths[k];
+    const int64_t width = forward_width(a, first);
     for (int64_t k = first, col0 = 0; k <= a.L; col0 += a.widths[k++])
         run(CopyOut<T, Act>{s, layer_rows(a, k), col0, width, out});
 }
