@@ -451,6 +451,46 @@ def test_dlpack_ensemble_forward(per_net):
 
 
 @needs_module
+@pytest.mark.parametrize("call,bad", [
+    ("risk_gradient", "theta"), ("risk_gradient", "X"), ("risk_gradient", "Y"),
+    ("risk_gradient", "sample_weight"), ("pre_activations", "theta"), ("pre_activations", "X"),
+    ("kink_counts", "X"), ("ensemble_risk_gradient", "thetas"), ("ensemble_risk_gradient", "Y"),
+    ("ensemble_risk_gradient", "sample_weight"), ("ensemble_pre_activations", "X"),
+    ("ensemble_kink_counts", "thetas")])
+def test_every_call_scans_its_device_arrays(call, bad):
+    """Device arrays are scanned for NaN and Inf together, after the call has read them all (one
+    launch and one wait on a GPU): each call must still refuse each argument's bad value, naming it,
+    and report the first bad argument in the order read when several are bad."""
+    torch = pytest.importorskip("torch")
+    net = gengrad.Network((2, 3, 2))
+    model = emulated(net)
+    theta, X, Y = (torch.from_numpy(a) for a in kink_problem((2, 3, 2), 5, 0, "squared_error", np.float64))
+    args = {"theta": theta, "thetas": torch.stack([theta, theta]), "X": X, "Y": Y,
+            "sample_weight": torch.ones(5, dtype=torch.float64)}
+    args[bad] = args[bad].clone()
+    args[bad].view(-1)[3] = -1.0 if bad == "sample_weight" else float("nan")
+    calls = {
+        "risk_gradient": lambda: model.risk_gradient(args["theta"], args["X"], args["Y"], args["sample_weight"], 0,
+                                                     0.0, True, None),
+        "pre_activations": lambda: model.pre_activations(args["theta"], args["X"], 1),
+        "kink_counts": lambda: model.kink_counts(args["theta"], args["X"]),
+        "ensemble_risk_gradient": lambda: model.ensemble_risk_gradient(args["thetas"], args["X"], args["Y"],
+                                                                       args["sample_weight"], 0, 0.0, True, None),
+        "ensemble_pre_activations": lambda: model.ensemble_pre_activations(args["thetas"], args["X"], 1),
+        "ensemble_kink_counts": lambda: model.ensemble_kink_counts(args["thetas"], args["X"]),
+    }
+    with pytest.raises(ValueError, match=rf"^{bad} contains NaN(, Inf or a negative value| or Inf) "
+                                         r"\(first at flat index 3\)$"):
+        calls[call]()
+    if bad != "X":
+        args["X"] = args["X"].clone()
+        args["X"][0, 0] = float("inf")
+        first = "X" if bad in ("Y", "sample_weight") else bad
+        with pytest.raises(ValueError, match=rf"^{first} contains"):
+            calls[call]()
+
+
+@needs_module
 def test_dlpack_inputs_are_checked():
     torch = pytest.importorskip("torch")
     net = gengrad.Network((2, 3, 1))
@@ -597,3 +637,9 @@ def test_gpu_cupy_arrays_in_and_out_and_the_device_nan_scan():
     bad[7, 1] = cupy.inf
     with pytest.raises(ValueError, match=r"X contains NaN or Inf \(first at flat index 15\)"):
         net.risk_and_gradient(cupy.asarray(theta), bad, cupy.asarray(Y))
+    # the scans of all arguments run in one launch: each argument's own first index
+    weight = cupy.ones(M)
+    weight[M - 1] = -1
+    with pytest.raises(ValueError, match=r"sample_weight contains NaN, Inf or a negative value \(first at flat "
+                                         rf"index {M - 1}\)"):
+        net.risk_and_gradient(cupy.asarray(theta), cupy.asarray(X), cupy.asarray(Y), sample_weight=weight)

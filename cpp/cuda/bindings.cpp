@@ -219,10 +219,55 @@ void check_shape(const std::vector<int64_t>& actual, const char* name, const std
     if (!ok) throw py::value_error(std::string(name) + " must have shape " + shape_text(shape) + ", got " + shape_text(actual));
 }
 
-// `scan`: refuse NaN and Inf (and negative values when `nonnegative`); not for outputs.
+std::string bad_value_message(const char* name, bool nonnegative, int64_t index) {
+    return std::string(name) + (nonnegative ? " contains NaN, Inf or a negative value" : " contains NaN or Inf") +
+           " (first at flat index " + std::to_string(index) + ")";
+}
+
+// The NaN/Inf scans of a call's device arrays, run together once the call has read them all:
+// one launch and one wait for the device instead of one per argument. (NumPy arrays are checked
+// on the host as they are read.) A call must check() before it launches.
 template <class T>
-Input<T> input(const Source& s, const char* name, const std::vector<int64_t>& shape, bool emulate,
-               bool nonnegative = false, bool scan = true) {
+class Scans {
+public:
+    explicit Scans(bool emulate) : emulate_(emulate) {}
+
+    void add(const T* p, int64_t n, bool nonnegative, const char* name) {
+        if (targets_.size() == std::size_t(kMaxScanTargets)) throw std::logic_error("more inputs than Scans holds");
+        targets_.push_back({p, n, nonnegative});
+        names_.push_back(name);
+    }
+
+    // Raises ValueError for the first argument (in the order read) that holds a bad value.
+    void check() const {
+        const int count = int(targets_.size());
+        int64_t first[kMaxScanTargets];
+        if (emulate_) {
+            for (int i = 0; i < count; ++i) {
+                const ScanTarget<T>& t = targets_[i];
+                first[i] = -1;
+                for (int64_t j = 0; j < t.n && first[i] < 0; ++j)
+                    if (!std::isfinite(t.p[j]) || (t.negative_too && t.p[j] < 0)) first[i] = j;
+            }
+        } else {
+            py::gil_scoped_release release;
+            first_bad(targets_.data(), count, first);
+        }
+        for (int i = 0; i < count; ++i)
+            if (first[i] >= 0) throw py::value_error(bad_value_message(names_[i], targets_[i].negative_too, first[i]));
+    }
+
+private:
+    bool emulate_;
+    std::vector<ScanTarget<T>> targets_;
+    std::vector<const char*> names_;
+};
+
+// `scans`: where a device array's scan for NaN and Inf (and negative values when `nonnegative`)
+// is queued; null for outputs, which are not scanned.
+template <class T>
+Input<T> input(const Source& s, const char* name, const std::vector<int64_t>& shape, bool emulate, Scans<T>* scans,
+               bool nonnegative = false) {
     Input<T> in;
     in.keep = s;
     if (!s.on_device()) {
@@ -271,18 +316,7 @@ Input<T> input(const Source& s, const char* name, const std::vector<int64_t>& sh
     if (!contiguous) throw py::value_error(std::string(name) + " must be C-contiguous");
     int64_t n = 1;
     for (int64_t e : in.shape) n *= e;
-    if (!scan) return in;
-    int64_t bad = -1;
-    if (emulate) {
-        for (int64_t i = 0; i < n && bad < 0; ++i)
-            if (!std::isfinite(in.data[i]) || (nonnegative && in.data[i] < 0)) bad = i;
-    } else {
-        py::gil_scoped_release release;
-        bad = first_bad(in.data, n, nonnegative);
-    }
-    if (bad >= 0)
-        throw py::value_error(std::string(name) + (nonnegative ? " contains NaN, Inf or a negative value" : " contains NaN or Inf") +
-                              " (first at flat index " + std::to_string(bad) + ")");
+    if (scans) scans->add(in.data, n, nonnegative, name);
     return in;
 }
 
@@ -325,7 +359,7 @@ Output<T> output(const std::vector<int64_t>& shape, bool device_result, bool emu
     if (!out.is_none()) {
         if (is_device_array(out)) {
             Source s = source(out, "out", emulate);
-            Input<T> view = input<T>(s, "out", shape, emulate, false, false);
+            Input<T> view = input<T>(s, "out", shape, emulate, nullptr);
             o.data = const_cast<T*>(view.data);
             for (const void* p : inputs)
                 if (p == o.data) throw py::value_error("out must not share memory with the inputs");
@@ -395,21 +429,23 @@ public:
     bool emulate() const { return emulate_; }
 
     // Reads theta ((d,), float32 or float64) and X ((M, l_0), theta's dtype) and calls
-    // f(zero of that type, theta, X, whether theta lives on the device).
+    // f(zero of that type, theta, X, whether theta lives on the device, the scans of the device
+    // arrays read, which f completes with its other inputs and checks before it launches).
     template <class F>
     auto with_theta_and_X(const py::object& theta, const py::object& X, F&& f) const {
         const Source th_src = source(theta, "theta", emulate_);
         return dispatch(th_src, "theta", [&](auto zero) {
             using T = decltype(zero);
-            const Input<T> th = input<T>(th_src, "theta", {dim()}, emulate_);
-            const Input<T> x = input<T>(source(X, "X", emulate_), "X", {-1, host_.spec().widths[0]}, emulate_);
-            return f(zero, th, x, th_src.on_device());
+            Scans<T> scans(emulate_);
+            const Input<T> th = input<T>(th_src, "theta", {dim()}, emulate_, &scans);
+            const Input<T> x = input<T>(source(X, "X", emulate_), "X", {-1, host_.spec().widths[0]}, emulate_, &scans);
+            return f(zero, th, x, th_src.on_device(), scans);
         });
     }
 
     // Reads thetas ((n, d), n >= 1, float32 or float64) and X, shared ((M, l_0)) or one per
     // network ((n, M, l_0)), and calls f(zero of that type, thetas, the batch of X (Y and the
-    // weights unset), whether thetas live on the device).
+    // weights unset), whether thetas live on the device, the scans) as with_theta_and_X does.
     template <class F>
     auto with_thetas_and_X(const py::object& thetas, const py::object& X, F&& f) const {
         const int64_t l0 = host_.spec().widths[0];
@@ -421,20 +457,23 @@ public:
                 throw py::value_error("thetas must have shape (n, " + std::to_string(dim()) + "), got " + shape_text(shape));
             if (shape[0] == 0) throw py::value_error("thetas must hold at least one network");
             const int64_t n = shape[0];
-            const Input<T> th = input<T>(th_src, "thetas", {n, dim()}, emulate_);
+            Scans<T> scans(emulate_);
+            const Input<T> th = input<T>(th_src, "thetas", {n, dim()}, emulate_, &scans);
             const Source x_src = source(X, "X", emulate_);
             const bool per_net_x = x_src.ndim() == 3;
-            const Input<T> x = input<T>(x_src, "X", per_net_x ? std::vector<int64_t>{n, -1, l0} : std::vector<int64_t>{-1, l0}, emulate_);
+            const Input<T> x = input<T>(x_src, "X", per_net_x ? std::vector<int64_t>{n, -1, l0} : std::vector<int64_t>{-1, l0}, emulate_, &scans);
             const int64_t M = x.shape[per_net_x ? 1 : 0];
             return f(zero, th, EnsembleBatch<T>{x.data, nullptr, nullptr, M, per_net_x ? M * l0 : 0, 0, 0},
-                     th_src.on_device());
+                     th_src.on_device(), scans);
         });
     }
 
     py::object pre_activations(const py::object& theta, const py::object& X, int64_t first) const {
         const int64_t row = forward_width(first);
-        return with_theta_and_X(theta, X, [&](auto zero, const auto& th, const auto& x, bool theta_on_device) {
+        return with_theta_and_X(theta, X, [&](auto zero, const auto& th, const auto& x, bool theta_on_device,
+                                              const auto& scans) {
             using T = decltype(zero);
+            scans.check();
             const int64_t M = x.shape[0];
             Output<T> out = output<T>({M, row}, theta_on_device, emulate_);
             {
@@ -449,8 +488,10 @@ public:
     // (n, M, l_first + ... + l_L): network i's pre_activations at X or X[i], all in one launch.
     py::object ensemble_pre_activations(const py::object& thetas, const py::object& X, int64_t first) const {
         const int64_t row = forward_width(first);
-        return with_thetas_and_X(thetas, X, [&](auto zero, const auto& th, const auto& batch, bool on_device) {
+        return with_thetas_and_X(thetas, X, [&](auto zero, const auto& th, const auto& batch, bool on_device,
+                                               const auto& scans) {
             using T = decltype(zero);
+            scans.check();
             const int64_t n = th.shape[0];
             Output<T> out = output<T>({n, batch.M, row}, on_device, emulate_);
             {
@@ -466,14 +507,17 @@ public:
                             const py::object& out) const {
         check_family(family, r);
         const NetSpec& spec = host_.spec();
-        return with_theta_and_X(theta, X, [&](auto zero, const auto& th, const auto& x, bool theta_on_device) {
+        return with_theta_and_X(theta, X, [&](auto zero, const auto& th, const auto& x, bool theta_on_device,
+                                              auto& scans) {
             using T = decltype(zero);
             const int64_t M = x.shape[0];
             if (M == 0)
                 throw py::value_error("X must hold at least one sample, got shape (0, " + std::to_string(spec.widths[0]) + ")");
-            const Input<T> y = input<T>(source(Y, "Y", emulate_), "Y", {M, spec.widths[spec.n_layers]}, emulate_);
+            const Input<T> y = input<T>(source(Y, "Y", emulate_), "Y", {M, spec.widths[spec.n_layers]}, emulate_, &scans);
             Input<T> w;
-            if (!weight.is_none()) w = input<T>(source(weight, "sample_weight", emulate_), "sample_weight", {M}, emulate_, true);
+            if (!weight.is_none())
+                w = input<T>(source(weight, "sample_weight", emulate_), "sample_weight", {M}, emulate_, &scans, true);
+            scans.check();
             Output<T> grad;
             if (want_gradient) grad = output<T>({dim()}, theta_on_device, emulate_, out, {th.data, x.data, y.data, w.data});
             Output<double> risk = output<double>({1}, false, emulate_);
@@ -494,23 +538,24 @@ public:
         check_family(family, r);
         const NetSpec& spec = host_.spec();
         const int64_t lL = spec.widths[spec.n_layers];
-        return with_thetas_and_X(thetas, X, [&](auto zero, const auto& th, auto batch, bool on_device) {
+        return with_thetas_and_X(thetas, X, [&](auto zero, const auto& th, auto batch, bool on_device, auto& scans) {
             using T = decltype(zero);
             const int64_t n = th.shape[0], M = batch.M;
             if (M == 0) throw py::value_error("X must hold at least one sample");
             const Source y_src = source(Y, "Y", emulate_);
             const bool per_net_y = y_src.ndim() == 3;
-            const Input<T> y = input<T>(y_src, "Y", per_net_y ? std::vector<int64_t>{n, M, lL} : std::vector<int64_t>{M, lL}, emulate_);
+            const Input<T> y = input<T>(y_src, "Y", per_net_y ? std::vector<int64_t>{n, M, lL} : std::vector<int64_t>{M, lL}, emulate_, &scans);
             batch.Y = y.data;
             batch.y_stride = per_net_y ? M * lL : 0;
             Input<T> w;
             if (!weight.is_none()) {
                 const Source w_src = source(weight, "sample_weight", emulate_);
                 const bool per_net_w = w_src.ndim() == 2;
-                w = input<T>(w_src, "sample_weight", per_net_w ? std::vector<int64_t>{n, M} : std::vector<int64_t>{M}, emulate_, true);
+                w = input<T>(w_src, "sample_weight", per_net_w ? std::vector<int64_t>{n, M} : std::vector<int64_t>{M}, emulate_, &scans, true);
                 batch.weight = w.data;
                 batch.weight_stride = per_net_w ? M : 0;
             }
+            scans.check();
             Output<T> grads;
             if (want_gradient) grads = output<T>({n, dim()}, on_device, emulate_, out, {th.data, batch.X, y.data, w.data});
             Output<double> risks = output<double>({n}, on_device, emulate_);
@@ -526,8 +571,9 @@ public:
     // Exact kink hits per hidden layer (L - 1,), counted on the host from the device's
     // pre-activations.
     py::array_t<int64_t> kink_counts(const py::object& theta, const py::object& X) const {
-        return with_theta_and_X(theta, X, [&](auto zero, const auto& th, const auto& x, bool) {
+        return with_theta_and_X(theta, X, [&](auto zero, const auto& th, const auto& x, bool, const auto& scans) {
             using T = decltype(zero);
+            scans.check();
             return count_kinks(th.data, 1, EnsembleBatch<T>{x.data, nullptr, nullptr, x.shape[0], 0, 0, 0},
                                {host_.spec().n_layers - 1});
         });
@@ -535,7 +581,8 @@ public:
 
     // The same for every network: (n, L - 1).
     py::array_t<int64_t> ensemble_kink_counts(const py::object& thetas, const py::object& X) const {
-        return with_thetas_and_X(thetas, X, [&](auto, const auto& th, const auto& batch, bool) {
+        return with_thetas_and_X(thetas, X, [&](auto, const auto& th, const auto& batch, bool, const auto& scans) {
+            scans.check();
             return count_kinks(th.data, th.shape[0], batch, {th.shape[0], host_.spec().n_layers - 1});
         });
     }

@@ -166,9 +166,17 @@ __global__ void reduce_kernel(const Tiling tiling, int64_t d, int64_t count, con
 }
 
 template <class T>
-__global__ void first_bad_kernel(const T* p, int64_t n, bool negative_too, unsigned long long* first) {
-    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-        if (!isfinite(p[i]) || (negative_too && p[i] < 0)) atomicMin(first, static_cast<unsigned long long>(i));
+struct ScanTargets {
+    ScanTarget<T> target[kMaxScanTargets];
+};
+
+// Target blockIdx.y, grid-stride over its elements.
+template <class T>
+__global__ void first_bad_kernel(const ScanTargets<T> targets, unsigned long long* first) {
+    const ScanTarget<T> t = targets.target[blockIdx.y];
+    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < t.n; i += int64_t(gridDim.x) * blockDim.x)
+        if (!isfinite(t.p[i]) || (t.negative_too && t.p[i] < 0))
+            atomicMin(first + blockIdx.y, static_cast<unsigned long long>(i));
 }
 
 // The scratch budget of the layered path's chunks and of kink_counts' batches (set_chunk_elements).
@@ -440,17 +448,27 @@ void set_emulation_reversed(bool reversed) { g_emulation_reversed = reversed; }
 void synchronize() { check(cudaStreamSynchronize(0), "synchronize"); }
 
 template <class T>
-int64_t first_bad(const T* p, int64_t n, bool negative_too) {
-    if (n == 0) return -1;
-    const unsigned long long none = ~0ull;
-    Scratch<unsigned long long> first(1);
-    check(cudaMemcpy(first.p, &none, sizeof none, cudaMemcpyHostToDevice), "scan");
-    const int64_t blocks = std::min<int64_t>((n + 255) / 256, 4096);
-    first_bad_kernel<T><<<unsigned(blocks), 256>>>(p, n, negative_too, first.p);
-    check_launch("first_bad_kernel");
-    unsigned long long index = none;
-    check(cudaMemcpy(&index, first.p, sizeof index, cudaMemcpyDeviceToHost), "scan");
-    return index == none ? -1 : int64_t(index);
+void first_bad(const ScanTarget<T>* targets, int count, int64_t* first) {
+    if (count < 0 || count > kMaxScanTargets) throw std::invalid_argument("first_bad: at most 4 arrays at once");
+    if (count == 0) return;
+    ScanTargets<T> all{};
+    int64_t longest = 0;
+    for (int i = 0; i < count; ++i) {
+        all.target[i] = targets[i];
+        longest = std::max(longest, targets[i].n);
+    }
+    // All bits set: "none", above every index, so atomicMin keeps the first bad one.
+    unsigned long long found[kMaxScanTargets];
+    Scratch<unsigned long long> device_found{std::size_t(count)};
+    check(cudaMemsetAsync(device_found.p, 0xff, count * sizeof(unsigned long long), 0), "scan");
+    if (longest > 0) {
+        const int64_t blocks = std::min<int64_t>((longest + 255) / 256, 4096);
+        first_bad_kernel<T><<<dim3(unsigned(blocks), unsigned(count)), 256>>>(all, device_found.p);
+        check(cudaGetLastError(), "first_bad_kernel");
+    }
+    // The copy waits for the kernel (same stream) and reports its errors.
+    check(cudaMemcpy(found, device_found.p, count * sizeof(unsigned long long), cudaMemcpyDeviceToHost), "scan");
+    for (int i = 0; i < count; ++i) first[i] = found[i] == ~0ull ? -1 : int64_t(found[i]);
 }
 
 template <class T>
@@ -508,8 +526,8 @@ void kink_counts(const NetSpec& net, const T* thetas, int64_t n, const EnsembleB
     }
 }
 
-template int64_t first_bad<float>(const float*, int64_t, bool);
-template int64_t first_bad<double>(const double*, int64_t, bool);
+template void first_bad<float>(const ScanTarget<float>*, int, int64_t*);
+template void first_bad<double>(const ScanTarget<double>*, int, int64_t*);
 template void risk_gradient<float>(const NetSpec&, Approximation, const float*, int64_t,
                                    const EnsembleBatch<float>&, double*, float*, bool);
 template void risk_gradient<double>(const NetSpec&, Approximation, const double*, int64_t,

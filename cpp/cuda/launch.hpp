@@ -37,10 +37,21 @@ void set_chunk_elements(int64_t elements);
 // to last. For tests: the results must not change (bitwise), since the device promises no order.
 void set_emulation_reversed(bool reversed);
 
-// The first flat index in p[0..n) (device memory) holding NaN or Inf, or a negative value when
-// `negative_too`; -1 if none.
+// An array to scan: the first flat index in p[0..n) holding NaN or Inf, or a negative value when
+// `negative_too`.
 template <class T>
-int64_t first_bad(const T* p, int64_t n, bool negative_too);
+struct ScanTarget {
+    const T* p;
+    int64_t n;
+    bool negative_too;
+};
+constexpr int kMaxScanTargets = 4;  // a call's inputs: theta(s), X, Y, sample_weight
+
+// first[i] for targets[i] in device memory, -1 where none (count <= kMaxScanTargets): all of a
+// call's inputs in one launch and one copy back, since each wait for the device costs several
+// microseconds of a narrow net's tens.
+template <class T>
+void first_bad(const ScanTarget<T>* targets, int count, int64_t* first);
 
 // Risks (n,) and, when grads is not null, gradients (n, d) of n networks with parameters
 // thetas (n, d): EnsembleBatch's conventions, every pointer in device memory; or, with
