@@ -7,8 +7,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gengrad/fused.hpp"
@@ -229,22 +232,37 @@ struct Scratch {
     Scratch& operator=(const Scratch&) = delete;
 };
 
-// Blocks to launch: enough to fill the device, at most one per work item. Any number gives the
-// same results (each work item is computed by one block, whichever).
+// Blocks to launch a fused kernel with `shared_bytes` of dynamic shared memory: enough to fill
+// the device, at most one per work item. Any number gives the same results (each work item is
+// computed by one block, whichever). Raising the kernel's shared-memory limit and asking its
+// occupancy are driver calls of microseconds each, against a narrow net's tens per call: done
+// once per kernel and device (the limit only ever raised), and once per size.
 template <class Kernel>
-int64_t grid_size(Kernel kernel, std::size_t shared_bytes, int64_t work_items) {
-    int device = 0, sms = 0, per_sm = 0;
+int64_t launch_blocks(Kernel kernel, std::size_t shared_bytes, int64_t work_items) {
+    struct Known {
+        std::size_t shared_limit = 0;
+        std::map<std::size_t, int64_t> filling;  // shared bytes -> blocks that fill the device
+    };
+    static std::mutex mutex;
+    static std::map<std::pair<const void*, int>, Known> known;  // (kernel, device)
+    int device = 0;
     check(cudaGetDevice(&device), "cudaGetDevice");
-    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "multiprocessor count");
-    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, Tiling::kThreads, shared_bytes),
-          "occupancy");
-    return std::max<int64_t>(1, std::min<int64_t>(work_items, int64_t(sms) * std::max(per_sm, 1)));
-}
-
-template <class Kernel>
-void allow_shared(Kernel kernel, std::size_t bytes) {
-    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)),
-          "shared memory size");
+    std::lock_guard<std::mutex> lock(mutex);
+    Known& k = known[{reinterpret_cast<const void*>(kernel), device}];
+    if (shared_bytes > k.shared_limit) {
+        check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared_bytes)),
+              "shared memory size");
+        k.shared_limit = shared_bytes;
+    }
+    auto found = k.filling.find(shared_bytes);
+    if (found == k.filling.end()) {
+        int sms = 0, per_sm = 0;
+        check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "multiprocessor count");
+        check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, Tiling::kThreads, shared_bytes),
+              "occupancy");
+        found = k.filling.emplace(shared_bytes, int64_t(sms) * std::max(per_sm, 1)).first;
+    }
+    return std::max<int64_t>(1, std::min<int64_t>(work_items, found->second));
 }
 
 template <class T, class Act>
@@ -258,8 +276,7 @@ void risk_gradient_device(const Arch& a, const Act& act, const Tiling& tiling, P
     p.grad_slots = reduce ? grad_slots.p : grads;
     p.risk_slots = reduce ? risk_slots.p : risks;
     auto kernel = risk_gradient_kernel<T, Act>;
-    allow_shared(kernel, pl.shared_bytes);
-    const int64_t blocks = grid_size(kernel, pl.shared_bytes, tiling.work_items());
+    const int64_t blocks = launch_blocks(kernel, pl.shared_bytes, tiling.work_items());
     Scratch<T> scratch(pl.scratch_shared ? 0 : std::size_t(blocks * tiling.scratch_elements(a)));
     kernel<<<unsigned(blocks), Tiling::kThreads, pl.shared_bytes>>>(a, act, tiling, p, pl, scratch.p);
     // The reduction follows in stream order: one wait for both kernels (each wait is a round
@@ -378,8 +395,7 @@ void pre_activations_run(const Arch& a, const Act& act, const T* thetas, int64_t
     check(cudaGetDevice(&device), "cudaGetDevice");
     const Placement pl = place<T>(a, tiling, device);
     auto kernel = forward_kernel<T, Act>;
-    allow_shared(kernel, pl.shared_bytes);
-    const int64_t blocks = grid_size(kernel, pl.shared_bytes, tiling.forward_items());
+    const int64_t blocks = launch_blocks(kernel, pl.shared_bytes, tiling.forward_items());
     Scratch<T> scratch(pl.scratch_shared ? 0 : std::size_t(blocks * tiling.scratch_elements(a)));
     kernel<<<unsigned(blocks), Tiling::kThreads, pl.shared_bytes>>>(a, act, tiling, p, pl, scratch.p, first, out);
     check_launch("forward_kernel");
