@@ -86,7 +86,8 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-_erf = np.vectorize(math.erf, otypes=[np.float64])
+# Phi(z) = erfc(-z / sqrt 2) / 2: the form without 1 + erf's cancellation for negative z
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
 
 
 def _pl_bounds(act: Activation) -> tuple[float, float]:
@@ -117,7 +118,7 @@ def activation_value(act: Activation, z: ArrayLike) -> np.ndarray:
     if name == "softplus":
         return np.logaddexp(0.0, z)
     if name == "gelu":
-        return 0.5 * z * (1.0 + _erf(z / math.sqrt(2.0)))
+        return 0.5 * z * _erfc(-z / math.sqrt(2.0))
     if name == "silu":
         return z * _sigmoid(z)
     raise ValueError(f"unknown activation {name!r}")
@@ -146,7 +147,7 @@ def _derivative_off_kinks(act: Activation, z: np.ndarray) -> np.ndarray:
     if name == "softplus":
         return _sigmoid(z)
     if name == "gelu":
-        return (0.5 * (1.0 + _erf(z / math.sqrt(2.0)))
+        return (0.5 * _erfc(-z / math.sqrt(2.0))
                 + z * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi))
     if name == "silu":
         s = _sigmoid(z)

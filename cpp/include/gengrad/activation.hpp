@@ -211,12 +211,13 @@ struct SoftplusF {
 };
 
 template <class T>
-struct GeluF {  // the exact (erf) form
-    GENGRAD_HD static T value(T x) { return T(0.5) * x * (1 + std::erf(x * T(M_SQRT1_2))); }
-    GENGRAD_HD static T derivative(T x) {
-        return T(0.5) * (1 + std::erf(x * T(M_SQRT1_2))) +
-               x * std::exp(-x * x / 2) * T(0.5 * M_2_SQRTPI * M_SQRT1_2);
-    }
+struct GeluF {  // the exact form x Phi(x), not tanh's approximation
+    // Phi(x) = erfc(-x / sqrt 2) / 2 rather than (1 + erf(x / sqrt 2)) / 2, which cancels for
+    // negative x: in float32 (PyTorch's erf) 4 % off at x = -5, 57 % at -5.5 and 0 from -6 on;
+    // erfc is within 2e-6 there.
+    GENGRAD_HD static T Phi(T x) { return T(0.5) * std::erfc(-x * T(M_SQRT1_2)); }
+    GENGRAD_HD static T value(T x) { return x * Phi(x); }
+    GENGRAD_HD static T derivative(T x) { return Phi(x) + x * std::exp(-x * x / 2) * T(0.5 * M_2_SQRTPI * M_SQRT1_2); }
 };
 
 template <class T>
