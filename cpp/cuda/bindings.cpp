@@ -475,30 +475,19 @@ public:
             using T = decltype(zero);
             scans.check();
             const int64_t M = x.shape[0];
-            Output<T> out = output<T>({M, row}, theta_on_device, emulate_);
-            {
-                py::gil_scoped_release release;
-                gengrad::cuda::pre_activations(host_.spec(), th.data, 1, EnsembleBatch<T>{x.data, nullptr, nullptr, M, 0, 0, 0},
-                                               first, out.data, emulate_);
-            }
-            return out.finish();
+            return forward_pass(th.data, 1, EnsembleBatch<T>{x.data, nullptr, nullptr, M, 0, 0, 0}, first, {M, row},
+                                theta_on_device);
         });
     }
 
     // (n, M, l_first + ... + l_L): network i's pre_activations at X or X[i], all in one launch.
     py::object ensemble_pre_activations(const py::object& thetas, const py::object& X, int64_t first) const {
         const int64_t row = forward_width(first);
-        return with_thetas_and_X(thetas, X, [&](auto zero, const auto& th, const auto& batch, bool on_device,
+        return with_thetas_and_X(thetas, X, [&](auto, const auto& th, const auto& batch, bool on_device,
                                                const auto& scans) {
-            using T = decltype(zero);
             scans.check();
             const int64_t n = th.shape[0];
-            Output<T> out = output<T>({n, batch.M, row}, on_device, emulate_);
-            {
-                py::gil_scoped_release release;
-                gengrad::cuda::pre_activations(host_.spec(), th.data, n, batch, first, out.data, emulate_);
-            }
-            return out.finish();
+            return forward_pass(th.data, n, batch, first, {n, batch.M, row}, on_device);
         });
     }
 
@@ -588,6 +577,18 @@ public:
     }
 
 private:
+    // z^first..z^L of n networks into a new result of `shape` (NumPy, or on the device).
+    template <class T>
+    py::object forward_pass(const T* thetas, int64_t n, const EnsembleBatch<T>& batch, int64_t first,
+                            const std::vector<int64_t>& shape, bool on_device) const {
+        Output<T> out = output<T>(shape, on_device, emulate_);
+        {
+            py::gil_scoped_release release;
+            gengrad::cuda::pre_activations(host_.spec(), thetas, n, batch, first, out.data, emulate_);
+        }
+        return out.finish();
+    }
+
     // The row length l_first + ... + l_L of pre_activations' results.
     int64_t forward_width(int64_t first) const {
         const NetSpec& spec = host_.spec();
