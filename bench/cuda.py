@@ -7,7 +7,9 @@ waiting for the device after each call. It reports medians, ratios (peer time / 
 above 1 means gengrad is faster), gengrad's achieved FLOP rate and bandwidth against the device
 ceilings measured here (a large matrix product, a large device-to-device copy), and whether the
 targets of issue 7 are met: narrow nets (width <= 128) 3x faster than JAX jit, wide nets no
-slower than PyTorch, ensembles 3x faster than JAX vmap.
+slower than PyTorch, ensembles 3x faster than JAX vmap. `tiles` is the fused kernel's time with
+one output per thread over its time with 4 x 4 register tiles (the default; the same results):
+above 1 means the register tiles pay on this device.
 
     python bench/cuda.py [--dtype float32|float64] [--json FILE] [--quick]
 
@@ -84,6 +86,21 @@ def gengrad_fn(torch, ens, thetas, X, Y):
         net, d_theta = ens.network, d_thetas[0].contiguous()
         return lambda: net.risk_and_gradient(d_theta, d_X, d_Y)
     return lambda: ens.risk_and_gradient(d_thetas, d_X, d_Y)
+
+
+def one_output_per_thread(fn):
+    """fn with the fused kernel's threads taking one output each instead of 4 x 4 register tiles
+    (the same results; timed beside the default to show which is faster on this device)."""
+    from gengrad import _cuda
+
+    def run():
+        _cuda._set_register_tiles(False)
+        try:
+            return fn()
+        finally:
+            _cuda._set_register_tiles(True)
+
+    return run
 
 
 def torch_step(torch, ens, thetas, X, Y):
@@ -165,7 +182,8 @@ def jax_fn(jax, precision, ens, thetas, X, Y):
 
 def row(label, widths, n, M, dtype, torch, jax, ceiling, budget):
     args = problem(widths, n, M, dtype)
-    fns = {"gengrad": gengrad_fn(torch, *args), "torch": torch_eager(torch, *args),
+    fns = {"gengrad": gengrad_fn(torch, *args), "gengrad_1x1": one_output_per_thread(gengrad_fn(torch, *args)),
+           "torch": torch_eager(torch, *args),
            "torch_graph": torch_graph(torch, *args)}
     if jax is not None:
         fns["jax"] = jax_fn(jax, "highest", *args)
@@ -178,6 +196,7 @@ def row(label, widths, n, M, dtype, torch, jax, ceiling, budget):
     result = {"case": label, "widths": widths, "n": n, "M": M, **{f"{k}_s": v for k, v in timed.items()},
               "gflops": work / t / 1e9, "gbps": traffic / t / 1e9}
     result["flop_fraction"] = result["gflops"] / ceiling["matmul_gflops"]
+    result["register_tile_speedup"] = timed["gengrad_1x1"] / t
     result["bandwidth_fraction"] = result["gbps"] / ceiling["copy_gbps"]
     for peer in PEERS:
         if peer in timed:
@@ -196,6 +215,7 @@ def row(label, widths, n, M, dtype, torch, jax, ceiling, budget):
                        if p + "_ratio" in result)
     print(f"{label:>30} {t * 1e6:9.1f}us  {ratios}  {result['gflops']:8.1f} GF/s "
           f"({result['flop_fraction']:.1%})  {result['gbps']:7.1f} GB/s ({result['bandwidth_fraction']:.1%})  "
+          f"tiles {result['register_tile_speedup']:.2f}x  "
           f"{result['target']}: {'met' if result['met'] else 'NOT met' if result['met'] is False else 'n/a'}",
           flush=True)
     return result

@@ -267,6 +267,35 @@ def test_emulated_results_do_not_depend_on_the_order_of_threads(dtype, widths, c
         np.testing.assert_array_equal(a, b)
 
 
+
+@needs_module
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("widths", [(3, 9, 7, 2), (5, 16, 4, 3), MEDIUM],
+                         ids=["odd", "multiples-of-4", "smaller-tiles"])
+def test_emulated_register_tiles_change_no_bit(dtype, widths):
+    """The fused kernel's threads take 4 x 4 register tiles or one output each (a choice of
+    speed): the same sums in the same order, so every result must be the same bits, on layers
+    whose widths are and are not multiples of the tile."""
+    from gengrad import _cuda
+    n, M = 3, 150
+    ensemble = gengrad.Ensemble(widths, n, "leaky_relu", loss="cross_entropy")
+    thetas, X, Y, weight = _ensemble_problem(widths, n, M, dtype, "cross_entropy", "kink", True, True)
+    model = emulated(ensemble.network)
+
+    def results():
+        return (*model.ensemble_risk_gradient(thetas, X, Y, weight, 0, 0.0, True, None),
+                *model.ensemble_risk_gradient(thetas, X, Y, None, 3, 1.5, True, None),
+                model.ensemble_pre_activations(thetas, X, 1))
+
+    tiled = results()
+    _cuda._set_register_tiles(False)
+    try:
+        single = results()
+    finally:
+        _cuda._set_register_tiles(True)
+    for a, b in zip(tiled, single):
+        np.testing.assert_array_equal(a, b)
+
 # --- Ensemble.forward and kink_counts: all networks in one launch --------------------------------
 
 def emulated_ensemble(widths, n, activation="relu"):

@@ -691,6 +691,8 @@ PYBIND11_MODULE(_cuda, m) {
           "For tests: the scratch budget that sets the layer-by-layer path's samples per chunk (0: default)");
     m.def("_set_emulation_reversed", &set_emulation_reversed, py::arg("reversed"),
           "For tests: the host emulation runs a phase's threads (a step's items) last to first");
+    m.def("_set_register_tiles", &set_register_tiles, py::arg("on"),
+          "For tests and benchmarks: the fused kernel's threads take 4 x 4 register tiles (default) or one output each");
     m.def("is_device_array", [](const py::handle& obj) { return is_device_array(obj); }, py::arg("obj"));
     m.def("device_count", []() {
         std::string why;

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -124,7 +125,7 @@ __device__ const T* staged(const T* theta, int64_t d, T* shared) {
     return shared;
 }
 
-template <class T, class Act>
+template <class T, class Act, int R>
 __global__ void __launch_bounds__(Tiling::kThreads)
 risk_gradient_kernel(const Arch arch, const Act act, const Tiling tiling, const Problem<T> p, const Placement place,
                      T* scratch_global) {
@@ -134,14 +135,14 @@ risk_gradient_kernel(const Arch arch, const Act act, const Tiling tiling, const 
     for (int64_t item = blockIdx.x; item < tiling.work_items(); item += gridDim.x) {
         const int64_t net = item / tiling.groups;
         const T* theta = staged(p.thetas + net * a.d, a.d, mem.theta);
-        const WorkItem<T, Act> w{a, act, tiling, p, net, item % tiling.groups, theta, mem.scratch, mem.losses};
+        const WorkItem<T, Act, R> w{a, act, tiling, p, net, item % tiling.groups, theta, mem.scratch, mem.losses};
         w.run(DeviceEach{});
     }
 }
 
 // Work items: networks x tiles. A block restages the parameters only when its next item is
 // another network's (for one network, once).
-template <class T, class Act>
+template <class T, class Act, int R>
 __global__ void __launch_bounds__(Tiling::kThreads)
 forward_kernel(const Arch arch, const Act act, const Tiling tiling, const Problem<T> p, const Placement place,
                T* scratch_global, int64_t first, T* out) {
@@ -156,7 +157,7 @@ forward_kernel(const Arch arch, const Act act, const Tiling tiling, const Proble
             theta = staged(p.thetas + net * a.d, a.d, mem.theta);
             staged_net = net;
         }
-        const ForwardItem<T, Act> f{{a, act, tiling, p, net, 0, theta, mem.scratch, mem.losses}, first, out};
+        const ForwardItem<T, Act, R> f{{a, act, tiling, p, net, 0, theta, mem.scratch, mem.losses}, first, out};
         f.run(item % tiling.tiles, DeviceEach{});
     }
 }
@@ -187,6 +188,16 @@ std::atomic<int64_t> g_chunk_elements{kChunkElements};
 
 // The emulation's order of threads and items (set_emulation_reversed).
 std::atomic<bool> g_emulation_reversed{false};
+
+// The fused kernel's register tiles (WorkItem's R; set_register_tiles).
+std::atomic<bool> g_register_tiles{true};
+
+// Calls f(std::integral_constant<int, R>{}) with the fused kernel's R.
+template <class F>
+void with_register_tile(F&& f) {
+    if (g_register_tiles) f(std::integral_constant<int, kTile>{});
+    else f(std::integral_constant<int, 1>{});
+}
 
 // The layered path's launches: one thread per item, a grid-stride loop over the items.
 template <class Step>
@@ -265,7 +276,7 @@ int64_t launch_blocks(Kernel kernel, std::size_t shared_bytes, int64_t work_item
     return std::max<int64_t>(1, std::min<int64_t>(work_items, found->second));
 }
 
-template <class T, class Act>
+template <int R, class T, class Act>
 void risk_gradient_device(const Arch& a, const Act& act, const Tiling& tiling, Problem<T> p, double* risks, T* grads) {
     int device = 0;
     check(cudaGetDevice(&device), "cudaGetDevice");
@@ -275,7 +286,7 @@ void risk_gradient_device(const Arch& a, const Act& act, const Tiling& tiling, P
     Scratch<double> risk_slots(reduce ? std::size_t(tiling.work_items()) : 0);
     p.grad_slots = reduce ? grad_slots.p : grads;
     p.risk_slots = reduce ? risk_slots.p : risks;
-    auto kernel = risk_gradient_kernel<T, Act>;
+    auto kernel = risk_gradient_kernel<T, Act, R>;
     const int64_t blocks = launch_blocks(kernel, pl.shared_bytes, tiling.work_items());
     Scratch<T> scratch(pl.scratch_shared ? 0 : std::size_t(blocks * tiling.scratch_elements(a)));
     kernel<<<unsigned(blocks), Tiling::kThreads, pl.shared_bytes>>>(a, act, tiling, p, pl, scratch.p);
@@ -291,7 +302,7 @@ void risk_gradient_device(const Arch& a, const Act& act, const Tiling& tiling, P
     check_launch(reduce ? "risk_gradient_kernel and reduce_kernel" : "risk_gradient_kernel");
 }
 
-template <class T, class Act>
+template <int R, class T, class Act>
 void risk_gradient_host(const Arch& a, const Act& act, const Tiling& tiling, Problem<T> p, double* risks, T* grads) {
     const bool reduce = tiling.groups > 1;
     std::vector<T> grad_slots(reduce && grads ? std::size_t(tiling.work_items() * a.d) : 0);
@@ -302,8 +313,8 @@ void risk_gradient_host(const Arch& a, const Act& act, const Tiling& tiling, Pro
     std::vector<double> losses(Tiling::kMaxSamples);
     for (int64_t item = 0; item < tiling.work_items(); ++item) {
         const int64_t net = item / tiling.groups;
-        const WorkItem<T, Act> w{a, act, tiling, p, net, item % tiling.groups, p.thetas + net * a.d,
-                                 scratch.data(), losses.data()};
+        const WorkItem<T, Act, R> w{a, act, tiling, p, net, item % tiling.groups, p.thetas + net * a.d,
+                                    scratch.data(), losses.data()};
         w.run(HostEach{g_emulation_reversed});
     }
     if (reduce)
@@ -374,10 +385,9 @@ void layered_pre_activations(const Arch& a, const Act& act, const T* thetas, int
     check_launch("layered forward steps");
 }
 
-template <class T, class Act>
-void pre_activations_run(const Arch& a, const Act& act, const T* thetas, int64_t n, const EnsembleBatch<T>& b,
+template <int R, class T, class Act>
+void fused_pre_activations(const Arch& a, const Act& act, const T* thetas, int64_t n, const EnsembleBatch<T>& b,
                          int64_t first, T* out, bool emulate) {
-    if (!fused_fits<T>(a)) return layered_pre_activations(a, act, thetas, n, b, first, out, emulate);
     const Tiling tiling = Tiling::make(a, sizeof(T), n, b.M);
     const Problem<T> p{thetas, b, false, nullptr, nullptr};
     if (emulate) {
@@ -385,8 +395,8 @@ void pre_activations_run(const Arch& a, const Act& act, const T* thetas, int64_t
         std::vector<double> losses(Tiling::kMaxSamples);
         for (int64_t item = 0; item < tiling.forward_items(); ++item) {
             const int64_t net = item / tiling.tiles;
-            const ForwardItem<T, Act> f{{a, act, tiling, p, net, 0, thetas + net * a.d, scratch.data(), losses.data()},
-                                        first, out};
+            const ForwardItem<T, Act, R> f{
+                {a, act, tiling, p, net, 0, thetas + net * a.d, scratch.data(), losses.data()}, first, out};
             f.run(item % tiling.tiles, HostEach{g_emulation_reversed});
         }
         return;
@@ -394,7 +404,7 @@ void pre_activations_run(const Arch& a, const Act& act, const T* thetas, int64_t
     int device = 0;
     check(cudaGetDevice(&device), "cudaGetDevice");
     const Placement pl = place<T>(a, tiling, device);
-    auto kernel = forward_kernel<T, Act>;
+    auto kernel = forward_kernel<T, Act, R>;
     const int64_t blocks = launch_blocks(kernel, pl.shared_bytes, tiling.forward_items());
     Scratch<T> scratch(pl.scratch_shared ? 0 : std::size_t(blocks * tiling.scratch_elements(a)));
     kernel<<<unsigned(blocks), Tiling::kThreads, pl.shared_bytes>>>(a, act, tiling, p, pl, scratch.p, first, out);
@@ -461,6 +471,8 @@ void set_chunk_elements(int64_t elements) { g_chunk_elements = elements > 0 ? el
 
 void set_emulation_reversed(bool reversed) { g_emulation_reversed = reversed; }
 
+void set_register_tiles(bool on) { g_register_tiles = on; }
+
 void synchronize() { check(cudaStreamSynchronize(0), "synchronize"); }
 
 template <class T>
@@ -495,8 +507,10 @@ void risk_gradient(const NetSpec& net, Approximation approx, const T* thetas, in
         if (!fused_fits<T>(a)) return layered_risk_gradient(a, act, thetas, n, batch, risks, grads, emulate);
         const Tiling tiling = Tiling::make(a, sizeof(T), n, batch.M);
         const Problem<T> p{thetas, batch, grads != nullptr, nullptr, nullptr};
-        if (emulate) risk_gradient_host(a, act, tiling, p, risks, grads);
-        else risk_gradient_device(a, act, tiling, p, risks, grads);
+        with_register_tile([&](auto tile) {
+            if (emulate) risk_gradient_host<tile()>(a, act, tiling, p, risks, grads);
+            else risk_gradient_device<tile()>(a, act, tiling, p, risks, grads);
+        });
     });
 }
 
@@ -506,7 +520,8 @@ void pre_activations(const NetSpec& net, const T* thetas, int64_t n, const Ensem
     if (n == 0 || batch.M == 0) return;
     const Arch a = make_arch(net);
     with_activation<T>(net, {Family::exact, 0.0}, [&](const auto& act) {
-        pre_activations_run(a, act, thetas, n, batch, first, out, emulate);
+        if (!fused_fits<T>(a)) return layered_pre_activations(a, act, thetas, n, batch, first, out, emulate);
+        with_register_tile([&](auto tile) { fused_pre_activations<tile()>(a, act, thetas, n, batch, first, out, emulate); });
     });
 }
 

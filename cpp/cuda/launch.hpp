@@ -37,6 +37,11 @@ void set_chunk_elements(int64_t elements);
 // to last. For tests: the results must not change (bitwise), since the device promises no order.
 void set_emulation_reversed(bool reversed);
 
+// Whether the fused kernel's threads take register tiles of a layer's products or one output
+// each (Problem::register_tiles; default on). Results are the same bits either way; for tests,
+// and for bench/cuda.py to time both.
+void set_register_tiles(bool on);
+
 // An array to scan: the first flat index in p[0..n) holding NaN or Inf, or a negative value when
 // `negative_too`.
 template <class T>

@@ -31,6 +31,29 @@ namespace gengrad {
 namespace GENGRAD_ISA_NS {
 
 constexpr int kMaxLayers = 64;
+constexpr int kTile = 4;  // register tiles: kTile x kTile outputs per thread and item
+
+// Consecutive rows (or columns) of a matrix read along a depth: entry (r, p) is
+// data[(first + r) * stride + p * depth_stride], and 0 past `count` rows.
+template <class T>
+struct TileOperand {
+    const T* data;
+    int64_t first, count, stride, depth_stride;
+    GENGRAD_HD T at(int r, int64_t p) const {
+        return first + r < count ? data[(first + r) * stride + p * depth_stride] : T(0);
+    }
+};
+
+// acc[r][q] = sum over p < depth of a(r, p) b(q, p), in order from the first product (the order
+// gemm_tile sums in); depth >= 1. R x C outputs from R + C loads per step of the depth.
+template <class T, int R, int C>
+GENGRAD_HD void tile_product(T (&acc)[R][C], TileOperand<T> a, TileOperand<T> b, int64_t depth) {
+    for (int64_t p = 0; p < depth; ++p)
+        for (int r = 0; r < R; ++r) {
+            const T x = a.at(r, p);
+            for (int q = 0; q < C; ++q) acc[r][q] = p == 0 ? x * b.at(q, p) : acc[r][q] + x * b.at(q, p);
+        }
+}
 
 // The architecture as plain data that a kernel takes by value. Scratch rows, per sample of a
 // tile: h^0 = x (l_0 rows), then for k = 1..L the pre-activations z^k (l_k rows; overwritten by
@@ -119,7 +142,12 @@ struct Problem {
 // One work item: network `net`, tile group `group`. `theta` points at the network's parameters
 // (staged in shared memory or not), `Z` at the scratch (arch.rows x ld), `losses` at
 // tiling.samples doubles.
-template <class T, class Act>
+//
+// R: how the block's threads share out a layer's products and the weight gradient: R x R
+// register tiles (kTile: a quarter of the shared-memory loads per multiply-add, more registers)
+// or one output each (1: the most threads busy on a small layer). The same sums in the same
+// order either way, so results do not depend on R, only speed.
+template <class T, class Act, int R>
 struct WorkItem {
     const Arch& a;
     const Act& act;
@@ -149,20 +177,24 @@ struct WorkItem {
 
     // z^k = W_k h^{k-1} + b_k (and h^k = a(z^k) below the output), summed in the order of the
     // CPU kernels' gemm_tile: the first product, the others in turn, then the bias.
+    // An item: R neurons x R samples c, c + S/R, ...: neighbouring threads take neighbouring
+    // samples, so that their loads of h^{k-1} hit different banks.
     GENGRAD_HD void forward_layer(int64_t k, int t, int nt) const {
-        const int64_t S = tiling.samples, ld = tiling.ld;
+        const int64_t ld = tiling.ld, spread = tiling.samples / R;
         const int64_t rows = a.widths[k], cols = a.widths[k - 1];
         const T* W = theta + a.weight[k];
         const T* b = theta + a.bias[k];
         const T* H = row(a.h_row[k - 1]);
-        for (int64_t item = t; item < rows * S; item += nt) {
-            const int64_t i = item / S, c = item % S;
-            const T* w = W + i * cols;
-            T acc = w[0] * H[c];
-            for (int64_t j = 1; j < cols; ++j) acc += w[j] * H[j * ld + c];
-            const T z = acc + b[i];
-            row(a.z_row[k] + i)[c] = z;
-            if (k < a.L) row(a.h_row[k] + i)[c] = act.value(z);
+        for (int64_t item = t; item < (rows + R - 1) / R * spread; item += nt) {
+            const int64_t i0 = item / spread * R, c = item % spread;
+            T acc[R][R];
+            tile_product(acc, TileOperand<T>{W, i0, rows, cols, 1}, TileOperand<T>{H + c, 0, R, spread, ld}, cols);
+            for (int r = 0; r < R && i0 + r < rows; ++r)
+                for (int q = 0; q < R; ++q) {
+                    const T z = acc[r][q] + b[i0 + r];
+                    row(a.z_row[k] + i0 + r)[c + q * spread] = z;
+                    if (k < a.L) row(a.h_row[k] + i0 + r)[c + q * spread] = act.value(z);
+                }
         }
     }
 
@@ -183,39 +215,64 @@ struct WorkItem {
     }
 
     // delta^{k-1} = (W_k^T delta^k) (.) a'(z^{k-1}), written over z^{k-1}.
+    // An item: R neurons of layer k - 1 x R samples, as in forward_layer.
     GENGRAD_HD void backward_layer(int64_t k, int t, int nt) const {
-        const int64_t S = tiling.samples, ld = tiling.ld;
+        const int64_t ld = tiling.ld, spread = tiling.samples / R;
         const int64_t rows = a.widths[k], cols = a.widths[k - 1];
         const T* W = theta + a.weight[k];
         const T* D = row(a.z_row[k]);
         T* Zp = row(a.z_row[k - 1]);
-        for (int64_t item = t; item < cols * S; item += nt) {
-            const int64_t j = item / S, c = item % S;
-            T acc = W[j] * D[c];
-            for (int64_t i = 1; i < rows; ++i) acc += W[i * cols + j] * D[i * ld + c];
-            Zp[j * ld + c] = acc * act.derivative(Zp[j * ld + c]);
+        for (int64_t item = t; item < (cols + R - 1) / R * spread; item += nt) {
+            const int64_t j0 = item / spread * R, c = item % spread;
+            T acc[R][R];
+            tile_product(acc, TileOperand<T>{W, j0, cols, 1, cols}, TileOperand<T>{D + c, 0, R, spread, ld}, rows);
+            for (int r = 0; r < R && j0 + r < cols; ++r)
+                for (int q = 0; q < R; ++q) {
+                    T& z = Zp[(j0 + r) * ld + c + q * spread];
+                    z = acc[r][q] * act.derivative(z);
+                }
         }
     }
 
-    // The tile's dW_k = delta^k (h^{k-1})^T and db_k = delta^k 1, one parameter per item, over
-    // the samples in order; added to the work item's slot (set on its first tile).
+    // Layer k's items of the weight gradient: R x R weights (rows i0.., columns j, j + spread,
+    // ... with spread = ceil(l_{k-1} / R), so that neighbouring threads read neighbouring rows
+    // of h^{k-1}), then one item per bias.
+    GENGRAD_HD int64_t gradient_items(int64_t k) const {
+        const int64_t rows = a.widths[k], cols = a.widths[k - 1];
+        return (rows + R - 1) / R * ((cols + R - 1) / R) + rows;
+    }
+
+    // The tile's dW_k = delta^k (h^{k-1})^T and db_k = delta^k 1, over the samples in order;
+    // added to the work item's slot (set on its first tile).
     GENGRAD_HD void gradient(int64_t valid, bool first, int t, int nt) const {
         T* g = p.grad_slots + (net * tiling.groups + group) * a.d;
-        for (int64_t q = t; q < a.d; q += nt) {
-            int64_t k = 1;
-            while (k < a.L && q >= a.weight[k + 1]) ++k;
-            const int64_t cols = a.widths[k - 1];
-            T sum = 0;
-            if (q >= a.bias[k]) {
-                const T* D = row(a.z_row[k] + (q - a.bias[k]));
-                for (int64_t c = 0; c < valid; ++c) sum += D[c];
-            } else {
-                const int64_t i = (q - a.weight[k]) / cols, j = (q - a.weight[k]) % cols;
-                const T* D = row(a.z_row[k] + i);
-                const T* H = row(a.h_row[k - 1] + j);
-                for (int64_t c = 0; c < valid; ++c) sum += D[c] * H[c];
+        const int64_t ld = tiling.ld;
+        int64_t items = 0;
+        for (int64_t k = 1; k <= a.L; ++k) items += gradient_items(k);
+        for (int64_t item = t; item < items; item += nt) {
+            int64_t k = 1, rest = item;
+            while (rest >= gradient_items(k)) rest -= gradient_items(k++);
+            const int64_t rows = a.widths[k], cols = a.widths[k - 1], spread = (cols + R - 1) / R;
+            const T* D = row(a.z_row[k]);
+            const int64_t weight_items = (rows + R - 1) / R * spread;
+            if (rest >= weight_items) {
+                const int64_t i = rest - weight_items;
+                T sum = 0;
+                for (int64_t c = 0; c < valid; ++c) sum += D[i * ld + c];
+                T& bias = g[a.bias[k] + i];
+                bias = first ? sum : bias + sum;
+                continue;
             }
-            g[q] = first ? sum : g[q] + sum;
+            const int64_t i0 = rest / spread * R, j = rest % spread;
+            T acc[R][R];
+            tile_product(acc, TileOperand<T>{D, i0, rows, ld, 1},
+                         TileOperand<T>{row(a.h_row[k - 1] + j), 0, (cols - j + spread - 1) / spread, spread * ld, 1},
+                         valid);
+            for (int r = 0; r < R && i0 + r < rows; ++r)
+                for (int q = 0; q < R && j + q * spread < cols; ++q) {
+                    T& weight = g[a.weight[k] + (i0 + r) * cols + j + q * spread];
+                    weight = first ? acc[r][q] : weight + acc[r][q];
+                }
         }
     }
 
@@ -279,9 +336,9 @@ GENGRAD_HD inline int64_t forward_width(const Arch& a, int64_t first) {
 // The forward pass alone (forward, pre-activations, kink counts) of network w.net on one tile of
 // samples: z^first..z^L of each sample copied to its row of the network's (M, width) block of
 // `out`. The work items of n networks are networks x tiles (Tiling::forward_items).
-template <class T, class Act>
+template <class T, class Act, int R>
 struct ForwardItem {
-    WorkItem<T, Act> w;
+    WorkItem<T, Act, R> w;
     int64_t first;
     T* out;  // (n, M, forward_width(a, first))
 

@@ -17,8 +17,6 @@
 namespace gengrad {
 namespace GENGRAD_ISA_NS {
 
-constexpr int64_t kTile = 4;  // register tile: kTile x kTile outputs per item
-
 // Samples per chunk: the activations of a chunk (arch.rows x ld values) stay under `budget`
 // elements (kChunkElements: 128 MiB in float32; tests lower it to get several chunks).
 constexpr int64_t kChunkElements = int64_t(1) << 25;
@@ -32,28 +30,6 @@ struct Chunking {
         return {M, chunk, chunk, (M + chunk - 1) / chunk};
     }
 };
-
-// kTile consecutive rows (or columns) of a matrix read along a depth: entry (r, p) is
-// data[(first + r) * stride + p * depth_stride], and 0 past `count` rows.
-template <class T>
-struct TileOperand {
-    const T* data;
-    int64_t first, count, stride, depth_stride;
-    GENGRAD_HD T at(int r, int64_t p) const {
-        return first + r < count ? data[(first + r) * stride + p * depth_stride] : T(0);
-    }
-};
-
-// acc[r][q] = sum over p < depth of a(r, p) b(q, p), in order from the first product (the order
-// gemm_tile sums in); depth >= 1.
-template <class T>
-GENGRAD_HD void tile_product(T (&acc)[kTile][kTile], TileOperand<T> a, TileOperand<T> b, int64_t depth) {
-    for (int64_t p = 0; p < depth; ++p)
-        for (int r = 0; r < kTile; ++r) {
-            const T x = a.at(r, p);
-            for (int q = 0; q < kTile; ++q) acc[r][q] = p == 0 ? x * b.at(q, p) : acc[r][q] + x * b.at(q, p);
-        }
-}
 
 // One layer k as the steps need it (small enough to pass to every launch by value, unlike Arch).
 struct LayerRows {
