@@ -257,15 +257,19 @@ def test_emulated_results_do_not_depend_on_the_order_of_threads(dtype, widths, c
                 model.pre_activations(thetas[2], X, 1),
                 model.ensemble_pre_activations(thetas, X, 1))
 
-    forward = results()
-    _cuda._set_emulation_reversed(True)
-    try:
-        backward = results()
-    finally:
-        _cuda._set_emulation_reversed(False)
-    for a, b in zip(forward, backward):
-        np.testing.assert_array_equal(a, b)
+    _assert_same_bits(results, _cuda._set_emulation_reversed, True, False)
 
+
+def _assert_same_bits(results, set_option, changed, default):
+    """results() with an option changed are bitwise those with its default."""
+    expected = results()
+    set_option(changed)
+    try:
+        actual = results()
+    finally:
+        set_option(default)
+    for a, b in zip(expected, actual):
+        np.testing.assert_array_equal(a, b)
 
 
 @needs_module
@@ -287,14 +291,8 @@ def test_emulated_register_tiles_change_no_bit(dtype, widths):
                 *model.ensemble_risk_gradient(thetas, X, Y, None, 3, 1.5, True, None),
                 model.ensemble_pre_activations(thetas, X, 1))
 
-    tiled = results()
-    _cuda._set_register_tiles(False)
-    try:
-        single = results()
-    finally:
-        _cuda._set_register_tiles(True)
-    for a, b in zip(tiled, single):
-        np.testing.assert_array_equal(a, b)
+    _assert_same_bits(results, _cuda._set_register_tiles, False, True)
+
 
 # --- Ensemble.forward and kink_counts: all networks in one launch --------------------------------
 
