@@ -228,17 +228,12 @@ struct HostRun {
     }
 };
 
-// Device memory released at the end of the scope (allocated from the stream-ordered pool, so
-// repeated calls do not pay for cudaMalloc).
+// Device memory released at the end of the scope (device_alloc).
 template <class T>
 struct Scratch {
     T* p = nullptr;
-    explicit Scratch(std::size_t count) {
-        if (count) check(cudaMallocAsync(reinterpret_cast<void**>(&p), count * sizeof(T), 0), "cudaMallocAsync");
-    }
-    ~Scratch() {
-        if (p) cudaFreeAsync(p, 0);
-    }
+    explicit Scratch(std::size_t count) : p(static_cast<T*>(device_alloc(count * sizeof(T)))) {}
+    ~Scratch() { device_free(p); }
     Scratch(const Scratch&) = delete;
     Scratch& operator=(const Scratch&) = delete;
 };
@@ -445,14 +440,27 @@ int runtime_version() {
 
 const char* architectures() { return GENGRAD_CUDA_ARCHITECTURES; }
 
+// Stream-ordered allocations from the device's memory pool, so that repeated calls do not pay
+// for cudaMalloc (nor cudaFree's wait for the device); plain cudaMalloc where the driver offers
+// no pools (some virtualised or older setups), so that the backend works there too.
+static bool memory_pools() {
+    int device = 0, supported = 0;
+    return cudaGetDevice(&device) == cudaSuccess &&
+           cudaDeviceGetAttribute(&supported, cudaDevAttrMemoryPoolsSupported, device) == cudaSuccess && supported;
+}
+
 void* device_alloc(std::size_t bytes) {
     void* p = nullptr;
-    if (bytes) check(cudaMallocAsync(&p, bytes, 0), "cudaMallocAsync");
+    if (!bytes) return p;
+    if (memory_pools()) check(cudaMallocAsync(&p, bytes, 0), "cudaMallocAsync");
+    else check(cudaMalloc(&p, bytes), "cudaMalloc");
     return p;
 }
 
 void device_free(void* p) noexcept {
-    if (p) cudaFreeAsync(p, 0);
+    if (!p) return;
+    if (memory_pools()) cudaFreeAsync(p, 0);
+    else cudaFree(p);
 }
 
 void copy_to_device(void* dst, const void* src, std::size_t bytes) {
