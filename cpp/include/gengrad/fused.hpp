@@ -7,10 +7,11 @@
 // array in shared memory, as tiny-cuda-nn's fully fused MLP does, stored feature-major with an
 // odd leading dimension (samples + 1) so that neighbouring threads hit different banks.
 // Forward, loss, backward and the tile's weight gradient run in one launch as a sequence of
-// phases separated by barriers; in each phase the threads share out independent items
-// (neuron x sample, sample, or parameter). A phase is a function of (thread, threads), so the
-// device runs all threads of a phase at once and the host emulation runs them one after another:
-// the same items, the same order of every sum.
+// phases separated by barriers; in each phase the threads share out independent items (register
+// tiles of neurons x samples or of weights, a sample, a bias; WorkItem's R). A phase is a
+// function of (thread, threads), so the device runs all threads of a phase at once and the host
+// emulation runs them one after another, in either order: the same items, the same order of
+// every sum.
 //
 // Determinism: the tiling depends only on the problem (architecture, M, n, d), never on the
 // device; every parameter's gradient is summed over samples and tiles in one fixed order by one
