@@ -670,3 +670,35 @@ def test_gpu_cupy_arrays_in_and_out_and_the_device_nan_scan():
     with pytest.raises(ValueError, match=r"sample_weight contains NaN, Inf or a negative value \(first at flat "
                                          rf"index {M - 1}\)"):
         net.risk_and_gradient(cupy.asarray(theta), cupy.asarray(X), cupy.asarray(Y), sample_weight=weight)
+
+
+@needs_module
+def test_gpu_benchmark_rows_run_on_the_emulation(monkeypatch, capsys):
+    """bench/cuda.py needs a GPU. Its rows run here on the emulated backend, with JAX on the CPU
+    and stand-ins for PyTorch CUDA, so that a GPU session's minutes are not lost to an error in
+    the script's own code (no timing is asserted)."""
+    import importlib.util
+    from pathlib import Path
+    jax = pytest.importorskip("jax")
+    bench_dir = Path(__file__).resolve().parent.parent / "bench"
+    monkeypatch.syspath_prepend(str(bench_dir))
+    spec = importlib.util.spec_from_file_location("bench_cuda", bench_dir / "cuda.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    model = gengrad.cuda.model
+    monkeypatch.setattr(gengrad.cuda, "unavailable", lambda: None)
+    monkeypatch.setattr(gengrad.cuda, "model", lambda args, emulate=False: model(args, emulate=True))
+    monkeypatch.setattr(bench, "gengrad_fn",
+                        lambda torch, ens, thetas, X, Y: lambda: ens.risk_and_gradient(thetas, X, Y))
+    monkeypatch.setattr(bench, "torch_eager", lambda torch, *args: lambda: None)
+    monkeypatch.setattr(bench, "torch_graph", lambda torch, *args: lambda: None)
+    ceiling = {"matmul_gflops": 1e4, "copy_gbps": 1e3}
+    x64 = jax.config.read("jax_enable_x64")  # the script sets it for its dtype; other tests need it kept
+    try:
+        for widths, n, M in [((1, 16, 16, 1), 1, 64), ((1, 8, 8, 1), 3, 32), ((2, 300, 300, 1), 1, 8)]:
+            result = bench.row("case", widths, n, M, np.float32, None, jax, ceiling, 0.001)
+            assert {"gengrad_s", "gengrad_1x1_s", "jax_ratio", "jax_tf32_ratio", "torch_graph_ratio",
+                    "register_tile_speedup", "met"} <= set(result)
+    finally:
+        jax.config.update("jax_enable_x64", x64)
+    assert capsys.readouterr().out.count(" tiles ") == 3
