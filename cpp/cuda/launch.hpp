@@ -38,7 +38,7 @@ void set_chunk_elements(int64_t elements);
 void set_emulation_reversed(bool reversed);
 
 // Whether the fused kernel's threads take register tiles of a layer's products or one output
-// each (Problem::register_tiles; default on). Results are the same bits either way; for tests,
+// each (WorkItem's R in fused.hpp; default on). Results are the same bits either way; for tests,
 // and for bench/cuda.py to time both.
 void set_register_tiles(bool on);
 

@@ -1,7 +1,7 @@
 """Ensembles: n networks of one architecture evaluated in one call."""
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
@@ -102,18 +102,20 @@ class Ensemble:
         if self.network.backend == "cuda":
             engine, thetas, X = self._cuda_arguments(thetas, X)
             return engine.ensemble_pre_activations(thetas, X, self.network.n_layers)  # type: ignore[no-any-return]
-        thetas = self._thetas(thetas)
-        shared = np.ndim(X) == 2
-        return np.stack([self.network.forward(t, X if shared else X[i]) for i, t in enumerate(thetas)])
+        return self._each_network(self.network.forward, thetas, X)
 
     def kink_counts(self, thetas: ArrayLike, X: Any) -> np.ndarray:
         """Exact kink hits per network and hidden layer, shape (n, L-1) (X as for forward)."""
         if self.network.backend == "cuda":
             engine, thetas, X = self._cuda_arguments(thetas, X)
             return engine.ensemble_kink_counts(thetas, X)  # type: ignore[no-any-return]
+        return self._each_network(self.network.kink_counts, thetas, X)
+
+    def _each_network(self, method: Callable[[np.ndarray, Any], np.ndarray], thetas: ArrayLike, X: Any) -> np.ndarray:
+        """method(theta_i, X or X[i]) stacked over the networks (the cpp backend's loop)."""
         thetas = self._thetas(thetas)
         shared = np.ndim(X) == 2
-        return np.stack([self.network.kink_counts(t, X if shared else X[i]) for i, t in enumerate(thetas)])
+        return np.stack([method(t, X if shared else X[i]) for i, t in enumerate(thetas)])
 
     def _cuda_arguments(self, thetas: ArrayLike, X: Any) -> tuple[Any, np.ndarray, np.ndarray]:
         """The CUDA model, thetas and X as its ensemble methods take them (sizes checked there)."""
