@@ -1,6 +1,7 @@
 // One kernel build: compiled once per instruction set with GENGRAD_ISA_NS naming it (see
 // CMakeLists.txt), exporting the table gengrad::kernels_<isa> that dispatch.cpp chooses from.
 #include "gengrad/kernels.hpp"
+#include "gengrad/frozen.hpp"
 #include "gengrad/mlp.hpp"
 
 #define GENGRAD_CONCAT2(a, b) a##b
@@ -41,7 +42,8 @@ void kink_counts_entry(const NetSpec& net, const T* theta, const T* X, int64_t M
 template <class T>
 constexpr KernelTable<T> table() {
     return {&pre_activations_entry<T>, &risk_gradient_entry<T>, &kink_counts_entry<T>,
-            &ensemble_risk_gradient_entry<T>};
+            &ensemble_risk_gradient_entry<T>, &frozen_risk_gradient<T>, &frozen_hidden<T>,
+            &frozen_unit_gradient<T>};
 }
 
 }  // namespace

@@ -186,6 +186,84 @@ void test_ensemble_and_threads(Net& net, int64_t M) {
     gengrad::set_num_threads(threads);
 }
 
+// The gradient flow's kernels on a random frozen pattern (an affine map per unit and sample):
+// the gradient, the directional derivatives of the hidden pre-activations and the gradient of one
+// pre-activation against central finite differences, and the pre-activations that the gradient
+// and the forward pass write against each other.
+void test_frozen(Net& net, int64_t M) {
+    const Problem p = random_problem(net, M, 21, false);
+    const gengrad::NetSpec& spec = spec_of(net);
+    const int64_t L = spec.n_layers, d = int64_t(p.theta.size());
+    if (L < 2 || net.spec.activation != gengrad::ActivationKind::piecewise_linear) return;
+    int64_t rows = 0;
+    for (int64_t k = 1; k < L; ++k) rows += net.widths[k];
+    const int64_t ld = M + 64;
+    std::mt19937_64 rng(3);
+    std::uniform_real_distribution<double> uniform(-1.0, 1.5);
+    std::vector<double> slope(rows * ld), intercept(rows * ld), direction(d);
+    for (double& v : slope) v = uniform(rng);
+    for (double& v : intercept) v = uniform(rng);
+    for (double& v : direction) v = uniform(rng);
+    const gengrad::FrozenPattern<double> pattern{slope.data(), intercept.data(), ld};
+    for (const gengrad::IsaKernels* k : gengrad::all_kernels()) {
+        if (!supported(*k)) continue;
+        const auto& t = table<double>(*k);
+        const std::string where = std::string(k->isa) + " " + net.name + " M=" + std::to_string(M) + " frozen";
+        std::vector<double> theta = p.theta, G(d), Z(rows * ld), G_z(rows * ld), dZ(rows * ld), up(rows * ld),
+            down(rows * ld);
+        const gengrad::Batch<double> batch{p.X.data(), p.Y.data(), nullptr, M};
+        t.frozen_risk_gradient(spec, theta.data(), batch, pattern, G.data(), G_z.data(), nullptr);
+        t.frozen_hidden(spec, theta.data(), direction.data(), p.X.data(), M, pattern, Z.data(), dZ.data());
+        bool same = true;
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t m = 0; m < M; ++m) same = same && Z[r * ld + m] == G_z[r * ld + m];
+        check(same, where + ": the gradient's and the forward pass's pre-activations differ");
+        std::vector<double> fd(d);
+        for (int64_t i = 0; i < d; ++i) {
+            const double saved = theta[i], h = 1e-6 * std::max(1.0, std::fabs(saved));
+            theta[i] = saved + h;
+            const double r_up = t.frozen_risk_gradient(spec, theta.data(), batch, pattern, nullptr, nullptr, nullptr);
+            theta[i] = saved - h;
+            const double r_down = t.frozen_risk_gradient(spec, theta.data(), batch, pattern, nullptr, nullptr, nullptr);
+            theta[i] = saved;
+            fd[i] = (r_up - r_down) / (2 * h);
+        }
+        check(relative_distance(G, fd) < 1e-6, where + ": gradient vs finite differences");
+        const double h = 1e-6;
+        std::vector<double> shifted(theta);
+        for (int64_t i = 0; i < d; ++i) shifted[i] = theta[i] + h * direction[i];
+        t.frozen_hidden(spec, shifted.data(), nullptr, p.X.data(), M, pattern, up.data(), nullptr);
+        for (int64_t i = 0; i < d; ++i) shifted[i] = theta[i] - h * direction[i];
+        t.frozen_hidden(spec, shifted.data(), nullptr, p.X.data(), M, pattern, down.data(), nullptr);
+        std::vector<double> tangent, expected;
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t m = 0; m < M; ++m) {
+                tangent.push_back(dZ[r * ld + m]);
+                expected.push_back((up[r * ld + m] - down[r * ld + m]) / (2 * h));
+            }
+        check(relative_distance(tangent, expected) < 1e-6, where + ": directional derivatives vs finite differences");
+        // The gradient of the last sample's last hidden unit of every layer.
+        for (int64_t layer = 1, first = 0; layer < L; first += net.widths[layer], ++layer) {
+            const int64_t j = net.widths[layer] - 1, m = M - 1, row = first + j;
+            std::vector<double> normal(d, 0.0);
+            const gengrad::FrozenPattern<double> column{slope.data() + m, intercept.data() + m, ld};
+            t.frozen_unit_gradient(spec, theta.data(), p.X.data() + m * net.widths[0], column, layer, j, normal.data());
+            std::vector<double> fd_normal(d, 0.0);
+            for (int64_t i = 0; i < d; ++i) {
+                const double saved = theta[i], step = 1e-6 * std::max(1.0, std::fabs(saved));
+                theta[i] = saved + step;
+                t.frozen_hidden(spec, theta.data(), nullptr, p.X.data(), M, pattern, up.data(), nullptr);
+                theta[i] = saved - step;
+                t.frozen_hidden(spec, theta.data(), nullptr, p.X.data(), M, pattern, down.data(), nullptr);
+                theta[i] = saved;
+                fd_normal[i] = (up[row * ld + m] - down[row * ld + m]) / (2 * step);
+            }
+            check(relative_distance(normal, fd_normal) < 1e-6,
+                  where + ": gradient of a layer-" + std::to_string(layer) + " pre-activation vs finite differences");
+        }
+    }
+}
+
 }  // namespace
 
 int main() {
@@ -203,6 +281,8 @@ int main() {
             test_ensemble_and_threads(net, M);
         }
         test_finite_differences(net, 7);
+        test_frozen(net, 7);
+        test_frozen(net, 70);
     }
     test_builds_agree(nets[2], 20000, true);  // more than one block of samples
     if (g_failures) {

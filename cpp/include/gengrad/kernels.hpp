@@ -63,6 +63,17 @@ struct EnsembleBatch {
     int64_t M, x_stride, y_stride, weight_stride;
 };
 
+// A frozen activation pattern (frozen.hpp; the gradient flow, cpp/flow): hidden unit j of hidden
+// layer k of sample m has the affine activation h = slope z + intercept, both at index
+// (l_1 + ... + l_{k-1} + j) * ld + m of their arrays. ld >= M + 64: the kernels read and write
+// whole vectors of samples, past the last sample and past a column view's first one.
+template <class T>
+struct FrozenPattern {
+    const T* slope;
+    const T* intercept;
+    int64_t ld;
+};
+
 template <class T>
 struct KernelTable {
     // out: (M, l_first + ... + l_L) row-major: the pre-activations z^k of layers k = first..L
@@ -78,6 +89,19 @@ struct KernelTable {
     // null, grads (n, d); each network's results are bitwise those of risk_gradient.
     void (*ensemble_risk_gradient)(const NetSpec&, Approximation approx, const T* thetas, int64_t n,
                                    const EnsembleBatch<T>& batch, double* risks, T* grads);
+    // The network on a frozen pattern: returns the risk; writes its gradient into grad and,
+    // unless null, the hidden pre-activations into hidden_z and dL/dh (the backward pass before
+    // the pattern's slope) into hidden_g, both in the pattern's layout.
+    double (*frozen_risk_gradient)(const NetSpec&, const T* theta, const Batch<T>& batch,
+                                   const FrozenPattern<T>& pattern, T* grad, T* hidden_z, T* hidden_g);
+    // The hidden pre-activations into hidden_z (unless null) and, unless direction is null,
+    // their derivatives along direction (length d) into hidden_dz; pattern's layout.
+    void (*frozen_hidden)(const NetSpec&, const T* theta, const T* direction, const T* X, int64_t M,
+                          const FrozenPattern<T>& pattern, T* hidden_z, T* hidden_dz);
+    // grad (the parameters of layers 1..k) = the gradient of the pre-activation z^k_j of the one
+    // sample x (length l_0), whose pattern is column 0 of `pattern`; 1 <= k < L.
+    void (*frozen_unit_gradient)(const NetSpec&, const T* theta, const T* x, const FrozenPattern<T>& pattern,
+                                 int64_t k, int64_t j, T* grad);
 };
 
 struct IsaKernels {

@@ -188,6 +188,19 @@ struct BackwardEpilogue {  // delta = (W^T delta_next) (.) a'(z), written over z
     }
 };
 
+// How the hidden layers map pre-activations to activations, as the epilogues of the forward
+// and backward products of layer k for the block whose first sample is m0. Pointwise: one
+// activation for every unit (Network); frozen.hpp has one affine map per unit and sample (the
+// gradient flow's field on a fixed activation pattern).
+template <class T, class Act>
+struct Pointwise {
+    const Act& act;
+    HiddenEpilogue<T, Act> forward(int64_t, const T* bias, T* Z, T* H, std::ptrdiff_t ld, int64_t) const {
+        return {bias, Z, H, ld, act};
+    }
+    BackwardEpilogue<T, Act> backward(int64_t, T* Z, std::ptrdiff_t ld, int64_t) const { return {Z, ld, act}; }
+};
+
 // Where one block of samples lives in the workspace.
 template <class T>
 struct BlockPlan {
@@ -196,13 +209,14 @@ struct BlockPlan {
     T* input;                              // X^T, l_0 x ld
     T* Z[65];                              // Z[k] for k = 1..L: pre-activations, then deltas
     T* H[65];                              // H[k] for k = 1..L-1; H[0] = input
+    T* dH[65];                             // tangent passes only: dH[k] for k = 1..L-1
     double* losses;                        // per sample of the block
     T* pack;                               // per thread: packing scratch (see pack_depth)
     int64_t pack_stride;
 
-    BlockPlan(const NetSpec& net, int64_t M) : L(net.n_layers) {
+    BlockPlan(const NetSpec& net, int64_t M, bool tangent = false) : L(net.n_layers) {
         int64_t per_sample = net.widths[0] + net.widths[L];
-        for (int64_t k = 1; k < L; ++k) per_sample += 2 * net.widths[k];
+        for (int64_t k = 1; k < L; ++k) per_sample += (tangent ? 3 : 2) * net.widths[k];
         // About 8 MiB of activations per block: enough samples to amortise the weight passes,
         // few enough to stay in the outer caches. Depends only on the architecture and T.
         const int64_t target = (int64_t(8) << 20) / (per_sample * int64_t(sizeof(T)));
@@ -234,6 +248,10 @@ struct BlockPlan {
             if (k < L) {
                 H[k] = next;
                 next += net.widths[k] * ld;
+                if (tangent) {
+                    dH[k] = next;
+                    next += net.widths[k] * ld;
+                }
             }
         }
         pack = next;
@@ -271,44 +289,60 @@ inline double forward_work(const NetSpec& net, int64_t columns) {
     return work * double(columns);
 }
 
-// Forward pass of the columns [c0, c1) of a block whose first sample is X row m0 with `valid`
-// real samples; the padding columns get zero inputs.
-template <class T, class Act>
-void forward_chunk(const NetSpec& net, const Act& act, const T* theta, const T* X, int64_t m0,
-                   int64_t valid, const BlockPlan<T>& plan, int64_t c0, int64_t c1) {
+// Copies the inputs of the columns [c0, c1) of a block whose first sample is X row m0 with
+// `valid` real samples into the block; the padding columns get zero inputs.
+template <class T>
+void load_inputs(const NetSpec& net, const T* X, int64_t m0, int64_t valid, const BlockPlan<T>& plan, int64_t c0,
+                 int64_t c1) {
     const int64_t l0 = net.widths[0], ld = plan.ld;
     for (int64_t c = c0; c < c1; ++c)
         for (int64_t j = 0; j < l0; ++j) plan.input[j * ld + c] = c < valid ? X[(m0 + c) * l0 + j] : T(0);
-    for (int64_t k = 1; k <= net.n_layers; ++k) {
-        const LayerOffsets lay = layer_offsets(net.widths, k);
-        const T* W = theta + lay.weight;
-        const T* b = theta + lay.bias;
-        if (k < net.n_layers)
-            gemm_columns(W, lay.cols, 1, lay.rows, lay.cols, plan.H[k - 1], ld, c0, c1,
-                         HiddenEpilogue<T, Act>{b, plan.Z[k], plan.H[k], ld, act}, plan.thread_pack());
-        else
-            gemm_columns(W, lay.cols, 1, lay.rows, lay.cols, plan.H[k - 1], ld, c0, c1,
-                         OutputEpilogue<T>{b, plan.Z[k], ld}, plan.thread_pack());
-    }
 }
 
-template <class T, class Act>
-void backward_chunk(const NetSpec& net, const Act& act, const T* theta, const BlockPlan<T>& plan,
-                    int64_t c0, int64_t c1) {
-    for (int64_t k = net.n_layers; k >= 2; --k) {
+// Z_k = W_k H_{k-1} + b_k and, for a hidden layer, H_k = a(Z_k) on the columns [c0, c1).
+template <class T, class Maps>
+void forward_layer(const NetSpec& net, const Maps& maps, const T* theta, int64_t k, int64_t m0,
+                   const BlockPlan<T>& plan, int64_t c0, int64_t c1) {
+    const LayerOffsets lay = layer_offsets(net.widths, k);
+    const T* W = theta + lay.weight;
+    const T* b = theta + lay.bias;
+    if (k < net.n_layers)
+        gemm_columns(W, lay.cols, 1, lay.rows, lay.cols, plan.H[k - 1], plan.ld, c0, c1,
+                     maps.forward(k, b, plan.Z[k], plan.H[k], plan.ld, m0), plan.thread_pack());
+    else
+        gemm_columns(W, lay.cols, 1, lay.rows, lay.cols, plan.H[k - 1], plan.ld, c0, c1,
+                     OutputEpilogue<T>{b, plan.Z[k], plan.ld}, plan.thread_pack());
+}
+
+// Forward pass of the columns [c0, c1) of a block whose first sample is X row m0 with `valid`
+// real samples, through layer k_end (default: the output layer).
+template <class T, class Maps>
+void forward_chunk(const NetSpec& net, const Maps& maps, const T* theta, const T* X, int64_t m0,
+                   int64_t valid, const BlockPlan<T>& plan, int64_t c0, int64_t c1, int64_t k_end = -1) {
+    load_inputs(net, X, m0, valid, plan, c0, c1);
+    for (int64_t k = 1; k <= (k_end < 0 ? net.n_layers : k_end); ++k) forward_layer(net, maps, theta, k, m0, plan, c0, c1);
+}
+
+// D_{k-1} = (W_k^T D_k) (.) a'(Z_{k-1}) for k = k_top..2, D_{k_top} given in Z[k_top].
+template <class T, class Maps>
+void backward_chunk(const NetSpec& net, const Maps& maps, const T* theta, const BlockPlan<T>& plan,
+                    int64_t c0, int64_t c1, int64_t m0, int64_t k_top = -1) {
+    for (int64_t k = k_top < 0 ? net.n_layers : k_top; k >= 2; --k) {
         const LayerOffsets lay = layer_offsets(net.widths, k);
         // D_{k-1} = W_k^T D_k: A(i, p) = W_k[p, i]
         gemm_columns(theta + lay.weight, 1, lay.cols, lay.cols, lay.rows, plan.Z[k], plan.ld, c0, c1,
-                     BackwardEpilogue<T, Act>{plan.Z[k - 1], plan.ld, act}, plan.thread_pack());
+                     maps.backward(k - 1, plan.Z[k - 1], plan.ld, m0), plan.thread_pack());
     }
 }
 
-// dW_k += D_k H_{k-1}^T and db_k += D_k 1 over the first `columns` samples of the block (the
-// rest holds a previous block's values); tasks are row tiles of all layers.
+// dW_k += D_k H_{k-1}^T and db_k += D_k 1 for k = 1..k_top (default L) over the first `columns`
+// samples of the block (the rest holds a previous block's values); tasks are row tiles of all
+// layers.
 template <class T>
-void weight_gradient(const NetSpec& net, const BlockPlan<T>& plan, int64_t columns, T* grad) {
+void weight_gradient(const NetSpec& net, const BlockPlan<T>& plan, int64_t columns, T* grad, int64_t k_top = -1) {
+    if (k_top < 0) k_top = net.n_layers;
     int64_t tasks = 0;
-    for (int64_t k = 1; k <= net.n_layers; ++k) tasks += (net.widths[k] + kDotRows - 1) / kDotRows;
+    for (int64_t k = 1; k <= k_top; ++k) tasks += (net.widths[k] + kDotRows - 1) / kDotRows;
     const int nt = threads_for(forward_work(net, columns));
 #pragma omp parallel for schedule(dynamic) num_threads(nt) if (nt > 1)
     for (int64_t task = 0; task < tasks; ++task) {
@@ -329,9 +363,9 @@ void weight_gradient(const NetSpec& net, const BlockPlan<T>& plan, int64_t colum
 }
 
 // The risk sum_m w_m loss(z_m, y_m) and, unless grad is null, its gradient for the network whose
-// activation policy is `act` (the generalized derivative or an approximant A_r).
-template <class T, class Act>
-double risk_gradient(const NetSpec& net, const Act& act, const T* theta, const Batch<T>& batch, T* grad) {
+// hidden layers map as `maps` says (Pointwise: the generalized derivative or an approximant A_r).
+template <class T, class Maps>
+double maps_risk_gradient(const NetSpec& net, const Maps& maps, const T* theta, const Batch<T>& batch, T* grad) {
     const int64_t L = net.n_layers, lL = net.widths[L];
     BlockPlan<T> plan(net, batch.M);
     const T* weight = batch.weight;
@@ -346,17 +380,22 @@ double risk_gradient(const NetSpec& net, const Act& act, const T* theta, const B
         for (int64_t chunk = 0; chunk < n_chunks; ++chunk) {
             const int64_t c0 = chunk * plan.kChunk;
             const int64_t c1 = min_of(c0 + plan.kChunk, round_up(valid, gemm_step<T>));
-            forward_chunk(net, act, theta, batch.X, m0, valid, plan, c0, c1);
+            forward_chunk(net, maps, theta, batch.X, m0, valid, plan, c0, c1);
             const int64_t real_end = min_of(c1, valid);
             block_losses(net.loss, plan.Z[L], plan.ld, lL, batch.Y + m0 * lL, weight ? weight + m0 : nullptr,
                          uniform, c0, real_end, plan.losses, grad != nullptr);
             for (int64_t j = 0; j < lL; ++j) fill(plan.Z[L] + j * plan.ld + real_end, c1 - real_end, T(0));
-            if (grad) backward_chunk(net, act, theta, plan, c0, c1);
+            if (grad) backward_chunk(net, maps, theta, plan, c0, c1, m0);
         }
         for (int64_t c = 0; c < valid; ++c) risk += double(weight ? weight[m0 + c] : uniform) * plan.losses[c];
         if (grad) weight_gradient(net, plan, round_up(valid, gemm_step<T>), grad);
     }
     return risk;
+}
+
+template <class T, class Act>
+double risk_gradient(const NetSpec& net, const Act& act, const T* theta, const Batch<T>& batch, T* grad) {
+    return maps_risk_gradient(net, Pointwise<T, Act>{act}, theta, batch, grad);
 }
 
 // One network per task, each computed serially by one thread with that thread's workspace:
@@ -398,7 +437,7 @@ void pre_activations(const NetSpec& net, const Act& act, const T* theta, const T
         for (int64_t chunk = 0; chunk < n_chunks; ++chunk) {
             const int64_t c0 = chunk * plan.kChunk;
             const int64_t c1 = min_of(c0 + plan.kChunk, round_up(valid, gemm_step<T>));
-            forward_chunk(net, act, theta, X, m0, valid, plan, c0, c1);
+            forward_chunk(net, Pointwise<T, Act>{act}, theta, X, m0, valid, plan, c0, c1);
             for (int64_t c = c0; c < min_of(c1, valid); ++c) {
                 T* dst = out + (m0 + c) * row;
                 for (int64_t k = first; k <= L; ++k)
@@ -421,7 +460,7 @@ void kink_counts(const NetSpec& net, const Act& act, const T* theta, const T* X,
         for (int64_t chunk = 0; chunk < n_chunks; ++chunk) {
             const int64_t c0 = chunk * plan.kChunk;
             const int64_t c1 = min_of(c0 + plan.kChunk, round_up(valid, gemm_step<T>));
-            forward_chunk(net, act, theta, X, m0, valid, plan, c0, c1);
+            forward_chunk(net, Pointwise<T, Act>{act}, theta, X, m0, valid, plan, c0, c1);
             for (int64_t k = 1; k < L; ++k) {
                 int64_t hits = 0;
                 for (int64_t i = 0; i < net.widths[k]; ++i)
