@@ -89,6 +89,35 @@ def hidden(theta, net, maps, X, direction=None):
     return zs if direction is None else dzs
 
 
+def sliding_velocities(y, net, X, pattern, F, maps):
+    """dz/dt of every sliding unit of ``pattern`` under the field F."""
+    dz = hidden(y, net, maps, X, F)
+    return np.array([dz[k][m, j] for k, m, j, _ in pattern.sliding])
+
+
+def filippov(y, net, X, Y, weight, pattern):
+    """The Filippov field at y and the alphas of the sliding units of ``pattern`` (Newton from
+    pattern.alphas; F is affine in each alpha): the field with mixed slopes whose normal
+    velocities vanish."""
+    alphas = pattern.alphas.copy()
+    for _ in range(30):
+        maps = pattern.maps(alphas)
+        F = -frozen_gradient(y, net, maps, X, Y, weight)
+        v = sliding_velocities(y, net, X, pattern, F, maps)
+        if np.max(np.abs(v), initial=0) <= 1e-15 * (1 + np.linalg.norm(F)):
+            break
+        J = np.empty((len(v), len(v)))
+        for s in range(len(v)):
+            shifted = alphas.copy()
+            shifted[s] += 1
+            maps_s = pattern.maps(shifted)
+            J[:, s] = sliding_velocities(y, net, X, pattern, -frozen_gradient(y, net, maps_s, X, Y, weight),
+                                         maps_s) - v
+        # lstsq: coincident surfaces (duplicate samples) make J singular; the field is unique
+        alphas = alphas - np.linalg.lstsq(J, v, rcond=None)[0]
+    return F, alphas
+
+
 def piecewise_flow(net, theta0, X, Y, t_end, weight=None, rtol=1e-13, atol=1e-15):
     """(theta(t_end), events) with events a list of (t, kind, (layer, sample, neuron)), kind
     "crossing", "sliding-start" or "sliding-end", layer 1-based."""
@@ -100,27 +129,8 @@ def piecewise_flow(net, theta0, X, Y, t_end, weight=None, rtol=1e-13, atol=1e-15
     t, events = 0.0, []
     switched = None       # the unit switched at the last event, (k, m, j)
 
-    def velocities(y, F, maps):
-        dz = hidden(y, net, maps, X, F)
-        return np.array([dz[k][m, j] for k, m, j, _ in pattern.sliding])
-
-    def filippov(y):
-        """The sliding field and the alphas at y (Newton; F is affine in each alpha)."""
-        alphas = pattern.alphas.copy()
-        for _ in range(30):
-            maps = pattern.maps(alphas)
-            F = -frozen_gradient(y, net, maps, X, Y, weight)
-            v = velocities(y, F, maps)
-            if np.max(np.abs(v)) <= 1e-15 * (1 + np.linalg.norm(F)):
-                break
-            J = np.empty((len(v), len(v)))
-            for s in range(len(v)):
-                shifted = alphas.copy()
-                shifted[s] += 1
-                maps_s = pattern.maps(shifted)
-                J[:, s] = velocities(y, -frozen_gradient(y, net, maps_s, X, Y, weight), maps_s) - v
-            alphas = alphas - np.linalg.solve(J, v)
-        return F, alphas
+    def filippov_here(y):
+        return filippov(y, net, X, Y, weight, pattern)
 
     def gaps(y):
         """Distance of every unit into its piece, from below (index 0) and above (index 1)."""
@@ -140,7 +150,7 @@ def piecewise_flow(net, theta0, X, Y, t_end, weight=None, rtol=1e-13, atol=1e-15
         """The normal velocity of unit (k, m, j) with that unit on ``piece``."""
         saved = pattern.pieces[k][m, j]
         pattern.pieces[k][m, j] = piece
-        F, alphas = filippov(y) if pattern.sliding else (
+        F, alphas = filippov_here(y) if pattern.sliding else (
             -frozen_gradient(y, net, pattern.maps(), X, Y, weight), None)
         v = hidden(y, net, pattern.maps(alphas), X, F)[k][m, j]
         pattern.pieces[k][m, j] = saved
@@ -149,14 +159,14 @@ def piecewise_flow(net, theta0, X, Y, t_end, weight=None, rtol=1e-13, atol=1e-15
     while t < t_end:
         def field(_, y):
             if pattern.sliding:
-                return filippov(y)[0]
+                return filippov_here(y)[0]
             return -frozen_gradient(y, net, pattern.maps(), X, Y, weight)
 
         def gap(_, y):
             return min(np.min(g) for g in gaps(y))
 
         def margin(_, y):
-            alphas = filippov(y)[1]
+            alphas = filippov_here(y)[1]
             return np.min(np.minimum(alphas, 1 - alphas)) + SLACK
         gap.terminal, gap.direction = True, -1
         margin.terminal, margin.direction = True, -1
@@ -169,7 +179,7 @@ def piecewise_flow(net, theta0, X, Y, t_end, weight=None, rtol=1e-13, atol=1e-15
         theta = sol.y_events[which][0]
         switched = None
         if which == 1:                     # an alpha left [0, 1]: that unit takes that side
-            alphas = filippov(theta)[1]
+            alphas = filippov_here(theta)[1]
             s = int(np.argmin(np.minimum(alphas, 1 - alphas)))   # the one that left
             k, m, j, i = pattern.sliding.pop(s)
             pattern.pieces[k][m, j] = i + 1 if alphas[s] > 0.5 else i
@@ -193,7 +203,7 @@ def piecewise_flow(net, theta0, X, Y, t_end, weight=None, rtol=1e-13, atol=1e-15
             events.append((t, "crossing", (k + 1, m, j)))
             switched = (k, m, j)
             if pattern.sliding:   # the field jumped: a sliding surface may have to end here
-                pattern.alphas = filippov(theta)[1]
+                pattern.alphas = filippov_here(theta)[1]
                 leaving = np.minimum(pattern.alphas, 1 - pattern.alphas) + SLACK < 0
                 for s in np.flatnonzero(leaving)[::-1]:
                     k, m, j, i = pattern.sliding.pop(s)
@@ -204,7 +214,7 @@ def piecewise_flow(net, theta0, X, Y, t_end, weight=None, rtol=1e-13, atol=1e-15
             v_lower, v_upper = (v_old, v_new) if going_up else (v_new, v_old)
             pattern.sliding.append((k, m, j, kink))
             pattern.alphas = np.append(pattern.alphas, v_lower / (v_lower - v_upper))
-            pattern.alphas = filippov(theta)[1]
+            pattern.alphas = filippov_here(theta)[1]
             if np.any(np.minimum(pattern.alphas, 1 - pattern.alphas) + SLACK < 0):
                 raise Unsupported(f"unit {(k + 1, m, j)} at t = {t}: sliding set not consistent")
             events.append((t, "sliding-start", (k + 1, m, j)))

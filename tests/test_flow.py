@@ -288,15 +288,17 @@ def test_max_steps_reports_failure():
 @pytest.mark.parametrize("change,error,match", [
     (dict(net="relu"), TypeError, "net must be a gengrad.Network"),
     (dict(theta0=np.zeros(7, np.float32)), TypeError, "theta0 must be a float64"),
-    (dict(theta0=[0.0] * 7), TypeError, "theta0 must be a float64"),
+    (dict(theta0=[0.0] * 6), ValueError, "theta0 must have shape"),
     (dict(theta0=np.zeros(6)), ValueError, "theta0 must have shape"),
     (dict(theta0=np.full(7, np.nan)), ValueError, "theta0 contains NaN"),
     (dict(X=np.zeros((8, 2))), ValueError, "X must have shape"),
     (dict(X=np.zeros((8, 1), np.float32)), TypeError, "X has dtype float32"),
     (dict(X=np.zeros((0, 1)), Y=np.zeros((0, 1))), ValueError, "at least one sample"),
     (dict(Y=np.zeros((5, 1))), ValueError, "Y must have shape"),
-    (dict(t_end=0.0), ValueError, "t_end must be a positive"),
-    (dict(t_end="1"), TypeError, "t_end must be a positive number"),
+    (dict(t_end=-1.0), ValueError, "t_end must be a number >= 0"),
+    (dict(t_end="1"), TypeError, "t_end must be a number >= 0"),
+    (dict(t_end=float("nan")), ValueError, "t_end"),
+    (dict(gtol=-1.0), ValueError, "gtol"),
     (dict(rtol=-1e-8), ValueError, "rtol"),
     (dict(rtol=1e-16), ValueError, "rtol must be at least"),
     (dict(atol=float("inf")), ValueError, "atol"),
@@ -314,3 +316,74 @@ def test_bad_input(change, error, match):
     kwargs.update(change)
     with pytest.raises(error, match=match):
         gengrad.flow(**kwargs)
+
+
+def test_t_end_zero_returns_the_initial_state():
+    net = gengrad.Network((1, 4, 1), "relu")
+    X, Y = sine_data()
+    theta0 = net.init(seed=3)
+    result = gengrad.flow(net, theta0, X, Y, 0.0, t_eval=[0.0])
+    assert result.success and result.n_steps == 0 and result.events == []
+    assert np.array_equal(result.theta_final, theta0) and np.array_equal(result.theta_eval[0], theta0)
+    assert result.risk_final == pytest.approx(net.risk(theta0, X, Y), rel=1e-15)
+
+
+def test_theta0_as_a_list_is_taken_like_an_array():
+    net = gengrad.Network((1, 4, 1), "relu")
+    X, Y = sine_data()
+    theta0 = net.init(seed=3)
+    a = gengrad.flow(net, theta0, X, Y, 1.0)
+    b = gengrad.flow(net, theta0.tolist(), X, Y, 1.0)
+    assert np.array_equal(a.theta_final, b.theta_final) and a.events == b.events
+
+
+def test_initial_pieces_follow_the_signs_of_the_pre_activations():
+    net = gengrad.Network((1, 5, 3, 1), "relu")
+    X, Y = sine_data(8)
+    theta0 = net.init(seed=4, scheme="torch")
+    result = gengrad.flow(net, theta0, X, Y, 0.5)
+    z = np.concatenate(reference.pre_activations(theta0, net.widths, net.activation, X)[:-1], axis=1)
+    assert result.initial_pieces.shape == (8, 8)
+    assert np.array_equal(result.initial_pieces, (z > 0).astype(np.int8))
+
+
+def test_gtol_stops_a_stationary_flow_and_reports_it():
+    """(1,8,1) on 32 points to t = 1e4: once the field is below gtol the flow stops, says so,
+    and reports the final state at every later requested time."""
+    net = gengrad.Network((1, 8, 1), "relu")
+    X, Y = sine_data(32)
+    theta0 = net.init(seed=0, scheme="torch")
+    times = [1.0, 1e3, 1e4]
+    result = gengrad.flow(net, theta0, X, Y, 1e4, gtol=1e-6, t_eval=times)
+    assert result.success and result.stationary and "stationary" in result.message
+    assert result.t_final < 1e3 and result.n_steps < 3000
+    assert np.array_equal(result.theta_eval[-1], result.theta_final)
+    assert result.risk_eval[-1] == result.risk_final
+    plain = gengrad.flow(net, theta0, X, Y, result.t_final)
+    assert not plain.stationary and np.max(np.abs(plain.theta_final - result.theta_final)) < 1e-9
+
+
+def test_ensemble_flows_are_bitwise_the_single_flows():
+    ensemble = gengrad.Ensemble((1, 6, 1), 5, "relu")
+    X, Y = sine_data(16)
+    thetas = ensemble.init(seed=2)
+    results = gengrad.flow(ensemble, thetas, X, Y, 5.0, dense_output=True)
+    assert len(results) == 5
+    for theta, result in zip(thetas, results):
+        alone = gengrad.flow(ensemble.network, theta, X, Y, 5.0, dense_output=True)
+        assert result.success and len(result.events) > 0
+        assert np.array_equal(result.theta, alone.theta) and result.events == alone.events
+        assert np.array_equal(result.theta_final, alone.theta_final)
+
+
+def test_ensemble_flows_with_data_per_network():
+    ensemble = gengrad.Ensemble((1, 4, 1), 3, "relu")
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(3, 8, 1)), rng.normal(size=(3, 8, 1))
+    thetas = ensemble.init(seed=1)
+    results = gengrad.flow(ensemble, thetas, X, Y, 2.0)
+    for i, result in enumerate(results):
+        alone = gengrad.flow(ensemble.network, thetas[i], X[i], Y[i], 2.0)
+        assert np.array_equal(result.theta_final, alone.theta_final)
+    with pytest.raises(ValueError, match="theta0 must have shape"):
+        gengrad.flow(ensemble, thetas[:2], X, Y, 1.0)

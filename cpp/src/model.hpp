@@ -198,6 +198,48 @@ public:
         });
     }
 
+    // The data of an ensemble of n networks: X, Y (and sample_weight) shared, or one per network
+    // with a leading axis of length n; checked as checked_data checks one network's.
+    template <class T>
+    struct EnsembleData {
+        py::array_t<T> X, Y, weight;  // weight: empty for None
+        gengrad::EnsembleBatch<T> batch;
+    };
+
+    template <class T>
+    EnsembleData<T> checked_ensemble_data(int64_t n, const py::array& X, const py::array& Y,
+                                          const py::object& weight) const {
+        const bool per_net_x = X.ndim() == 3;
+        auto x = checked<T>(X, "X", per_net_x ? std::vector<int64_t>{n, -1, widths_.front()} : std::vector<int64_t>{-1, widths_.front()});
+        const int64_t M = x.shape(per_net_x ? 1 : 0);
+        if (M == 0) throw py::value_error("X must hold at least one sample");
+        const bool per_net_y = Y.ndim() == 3;
+        auto y = checked<T>(Y, "Y", per_net_y ? std::vector<int64_t>{n, M, widths_.back()} : std::vector<int64_t>{M, widths_.back()});
+        py::array_t<T> w(0);
+        int64_t w_stride = 0;
+        if (!weight.is_none()) {
+            const bool per_net_w = py::isinstance<py::array>(weight) && py::reinterpret_borrow<py::array>(weight).ndim() == 2;
+            w = checked<T>(weight, "sample_weight", per_net_w ? std::vector<int64_t>{n, M} : std::vector<int64_t>{M});
+            for (int64_t m = 0; m < int64_t(w.size()); ++m)
+                if (w.data()[m] < 0) throw py::value_error("sample_weight must be non-negative, got " + std::to_string(double(w.data()[m])) + " at flat index " + std::to_string(m));
+            w_stride = per_net_w ? M : 0;
+        }
+        const gengrad::EnsembleBatch<T> batch{x.data(), y.data(), w.size() ? w.data() : nullptr, M,
+                                              per_net_x ? M * widths_.front() : 0,
+                                              per_net_y ? M * widths_.back() : 0, w_stride};
+        return {x, y, w, batch};
+    }
+
+    // thetas (n, d) as a checked array of T; n >= 1.
+    template <class T>
+    py::array_t<T> checked_thetas(const py::array& thetas, const char* name) const {
+        if (thetas.ndim() != 2)
+            throw py::value_error(std::string(name) + " must have shape (n, " + std::to_string(dim_) + "), got " + shape_of(thetas));
+        const int64_t n = thetas.shape(0);
+        if (n == 0) throw py::value_error(std::string(name) + " must hold at least one network");
+        return checked<T>(thetas, name, {n, dim_});
+    }
+
     // An ensemble: thetas (n, d); X, Y (and sample_weight) shared, or one per network with a
     // leading axis of length n. Returns (risks (n,), gradients (n, d) or None).
     py::tuple ensemble_risk_gradient(const py::array& thetas, const py::array& X, const py::array& Y,
@@ -206,26 +248,9 @@ public:
         check_family(family, r);
         return dispatch(thetas, [&](auto zero) {
             using T = decltype(zero);
-            if (thetas.ndim() != 2)
-                throw py::value_error("thetas must have shape (n, " + std::to_string(dim_) + "), got " + shape_of(thetas));
-            const int64_t n = thetas.shape(0);
-            if (n == 0) throw py::value_error("thetas must hold at least one network");
-            auto th = checked<T>(thetas, "thetas", {n, dim_});
-            const bool per_net_x = X.ndim() == 3;
-            auto x = checked<T>(X, "X", per_net_x ? std::vector<int64_t>{n, -1, widths_.front()} : std::vector<int64_t>{-1, widths_.front()});
-            const int64_t M = x.shape(per_net_x ? 1 : 0);
-            if (M == 0) throw py::value_error("X must hold at least one sample");
-            const bool per_net_y = Y.ndim() == 3;
-            auto y = checked<T>(Y, "Y", per_net_y ? std::vector<int64_t>{n, M, widths_.back()} : std::vector<int64_t>{M, widths_.back()});
-            py::array_t<T> w;
-            int64_t w_stride = 0;
-            if (!weight.is_none()) {
-                const bool per_net_w = py::isinstance<py::array>(weight) && py::reinterpret_borrow<py::array>(weight).ndim() == 2;
-                w = checked<T>(weight, "sample_weight", per_net_w ? std::vector<int64_t>{n, M} : std::vector<int64_t>{M});
-                for (int64_t m = 0; m < int64_t(w.size()); ++m)
-                    if (w.data()[m] < 0) throw py::value_error("sample_weight must be non-negative, got " + std::to_string(double(w.data()[m])) + " at flat index " + std::to_string(m));
-                w_stride = per_net_w ? M : 0;
-            }
+            auto th = checked_thetas<T>(thetas, "thetas");
+            const int64_t n = th.shape(0);
+            const EnsembleData<T> data = checked_ensemble_data<T>(n, X, Y, weight);
             py::array_t<double> risks(n);
             py::object grads = py::none();
             T* grads_data = nullptr;
@@ -234,13 +259,10 @@ public:
                 grads_data = g.mutable_data();
                 grads = g;
             }
-            const gengrad::EnsembleBatch<T> batch{x.data(), y.data(), w.size() ? w.data() : nullptr, M,
-                                                  per_net_x ? M * widths_.front() : 0,
-                                                  per_net_y ? M * widths_.back() : 0, w_stride};
             double* risks_data = risks.mutable_data();
             {
                 py::gil_scoped_release release;
-                table<T>().ensemble_risk_gradient(spec_, {gengrad::Family(family), r}, th.data(), n, batch,
+                table<T>().ensemble_risk_gradient(spec_, {gengrad::Family(family), r}, th.data(), n, data.batch,
                                                   risks_data, grads_data);
             }
             return py::make_tuple(risks, grads);

@@ -128,8 +128,10 @@ class Ensemble:
             raise ValueError(f"thetas must have shape ({self.n}, {self.dim}), got {thetas.shape}")
         return thetas
 
-    def _call(self, thetas: ArrayLike, X: ArrayLike, Y: ArrayLike, sample_weight: Optional[ArrayLike], family: int,
-              r: float, want_gradient: bool, out: Optional[np.ndarray]) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    def _arguments(self, thetas: ArrayLike, X: ArrayLike, Y: ArrayLike, sample_weight: Optional[ArrayLike]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        """thetas, X, Y and the sample weights as the compiled ensemble calls take them (class
+        labels become one-hot rows; sizes are checked there)."""
         net = self.network
         thetas = self._thetas(thetas)
         dtype = thetas.dtype
@@ -142,5 +144,10 @@ class Ensemble:
         else:
             Y = net._Y(Y, dtype)
         weight = None if sample_weight is None else net._data(sample_weight, "sample_weight", dtype)
-        engine: Any = net._impl if net.backend == "cuda" else net._core
+        return thetas, X, Y, weight
+
+    def _call(self, thetas: ArrayLike, X: ArrayLike, Y: ArrayLike, sample_weight: Optional[ArrayLike], family: int,
+              r: float, want_gradient: bool, out: Optional[np.ndarray]) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        thetas, X, Y, weight = self._arguments(thetas, X, Y, sample_weight)
+        engine: Any = self.network._impl if self.network.backend == "cuda" else self.network._core
         return engine.ensemble_risk_gradient(thetas, X, Y, weight, family, r, want_gradient, out)  # type: ignore[no-any-return]

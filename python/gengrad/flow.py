@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from numbers import Integral, Real
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
-from numpy.typing import ArrayLike, DTypeLike, NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from . import _core
+from .ensemble import Ensemble
 from .network import Network, _array
 
 #: Event kinds, in the order of the core's codes.
@@ -84,11 +85,21 @@ class FlowResult:
 
     ``t``, ``theta`` (len(t), d) and ``risk`` hold the state at t = 0, every accepted step's end
     and every event (unless ``save_steps=False``); ``t_eval``, ``theta_eval``, ``risk_eval`` the
-    state at the requested times; ``events`` the switching events in time order; ``sol`` the
-    dense output (``dense_output=True``). Counters: full gradient evaluations (all samples;
-    SciPy's ``nfev`` counts the same thing), forward passes (event detection), one-sample
-    gradients (sliding and event classification; each costs about 1/M of a gradient),
-    accepted and rejected steps, grazing touches of a surface.
+    state at the requested times; ``events`` the switching events in time order;
+    ``initial_pieces`` (M, l_1 + ... + l_{L-1}) the piece of every hidden unit at t = 0 (-1:
+    sliding from the start), from which the events replay the pattern; ``sol`` the dense output
+    (``dense_output=True``).
+
+    ``success`` is False, with the reason in ``message``, whenever the integrator could not
+    keep its invariants (every unit in its piece or on its sliding surface, a consistent
+    pattern after every event) or hit a limit; the state is then the last one it trusts, at
+    ``t_final``. ``stationary`` is True when ``gtol`` stopped the flow at ``t_final``: every
+    later state is taken to be the final one.
+
+    Counters: gradient evaluations (all samples; SciPy's ``nfev`` counts the same thing),
+    forward passes (event nodes, risks at t_eval), forward passes with derivatives (normal
+    velocities at events), one-sample passes (values and normals of deeper units), accepted and
+    rejected steps, grazing touches of a surface.
     """
 
     t: NDArray[np.float64]
@@ -96,16 +107,20 @@ class FlowResult:
     risk: NDArray[np.float64]
     events: list[Event]
     t_end: float
+    t_final: float
     theta_final: NDArray[np.float64]
     risk_initial: float
     risk_final: float
+    initial_pieces: NDArray[np.int8]
     n_gradient_evaluations: int
     n_forward_passes: int
-    n_sample_gradients: int
+    n_tangent_passes: int
+    n_unit_passes: int
     n_steps: int
     n_rejected: int
     n_grazing: int
     success: bool
+    stationary: bool
     message: str
     t_eval: Optional[NDArray[np.float64]] = None
     theta_eval: Optional[NDArray[np.float64]] = None
@@ -122,21 +137,22 @@ class FlowResult:
 
     def summary(self) -> str:
         counts = ", ".join(f"{n} {kind}" for kind, n in self.event_counts().items())
-        status = "ok" if self.success else f"FAILED: {self.message}"
+        status = ("ok" if self.success else f"FAILED: {self.message}") if not self.stationary else self.message
         return (f"gradient flow to t = {self.t_end:g}: {status}\n"
                 f"  risk {self.risk_initial:.6g} -> {self.risk_final:.6g}\n"
                 f"  events: {len(self.events)} ({counts}; {self.n_grazing} grazing touches)\n"
                 f"  {self.n_steps} steps ({self.n_rejected} rejected), "
                 f"{self.n_gradient_evaluations} gradient evaluations, "
-                f"{self.n_forward_passes} forward passes, {self.n_sample_gradients} one-sample gradients")
+                f"{self.n_forward_passes} forward passes, {self.n_tangent_passes} with derivatives")
 
 
-def _positive(value: object, name: str) -> float:
+def _positive(value: object, name: str, allow_zero: bool = False) -> float:
+    what = "a number >= 0" if allow_zero else "a positive number"
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a positive number, got {value!r}")
+        raise TypeError(f"{name} must be {what}, got {value!r}")
     number = float(value)
-    if not (number > 0 and np.isfinite(number)):
-        raise ValueError(f"{name} must be a positive finite number, got {number}")
+    if not ((number >= 0 if allow_zero else number > 0) and np.isfinite(number)):
+        raise ValueError(f"{name} must be {what} (finite), got {number}")
     return number
 
 
@@ -150,72 +166,85 @@ def _count(value: object, name: str, low: int, high: Optional[int] = None) -> in
     return count
 
 
-def prepare_data(net: Network, X: ArrayLike, Y: ArrayLike, sample_weight: Optional[ArrayLike],
-                 dtype: DTypeLike = np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """X, Y and the sample weights as the core takes them (Y: targets or class labels)."""
-    X_ = _array(X, "X", dtype)
-    if X_.ndim != 2 or X_.shape[1] != net.widths[0]:
-        raise ValueError(f"X must have shape (M, {net.widths[0]}), got {X_.shape}")
-    Y_ = net._Y(Y, dtype)   # the one definition of targets: class labels become one-hot rows
-    if sample_weight is None:
-        weight = np.full(len(X_), 1.0 / max(len(X_), 1), dtype=dtype)
-    else:
-        weight = _array(sample_weight, "sample_weight", dtype)
-    return X_, Y_, weight
+def _theta0(value: ArrayLike, shape: tuple[int, ...]) -> NDArray[np.float64]:
+    """theta0 in float64: arrays of another float dtype are refused (the flow is integrated in
+    float64, and a silent float32 -> float64 conversion would hide a mistake), lists converted."""
+    if isinstance(value, np.ndarray) and value.dtype != np.float64:
+        raise TypeError(f"theta0 must be a float64 array (the flow is integrated in float64), got dtype "
+                        f"{value.dtype}; convert it with theta0.astype(np.float64)")
+    theta = _array(value, "theta0", np.float64)
+    if theta.shape != shape:
+        raise ValueError(f"theta0 must have shape {shape}, got {theta.shape}")
+    return theta
 
 
-def flow(net: Network, theta0: NDArray[np.float64], X: ArrayLike, Y: ArrayLike, t_end: float, rtol: float = 1e-8,
-         atol: float = 1e-10, sample_weight: Optional[ArrayLike] = None, t_eval: Optional[ArrayLike] = None,
-         dense_output: bool = False, save_steps: bool = True,
+def flow(net: Union[Network, Ensemble], theta0: ArrayLike, X: ArrayLike, Y: ArrayLike, t_end: float,
+         rtol: float = 1e-8, atol: float = 1e-10, sample_weight: Optional[ArrayLike] = None,
+         t_eval: Optional[ArrayLike] = None, dense_output: bool = False, save_steps: bool = True,
          first_step: Optional[float] = None, max_step: float = np.inf, max_steps: int = 1_000_000,
-         event_nodes: int = 3) -> FlowResult:
-    """Integrates theta' = -G(theta) from ``theta0`` over [0, ``t_end``] (MATH.md §7).
+         event_nodes: int = 3, gtol: float = 0.0) -> Any:
+    """Integrates theta' = -G(theta) from ``theta0`` over [0, ``t_end``] (docs/flow.md).
 
     Parameters
     ----------
-    net : gengrad.Network
+    net : gengrad.Network, or gengrad.Ensemble for n flows at once
         The architecture, activation (its convention matters only where the flow starts exactly
         on a kink and both sides repel), and loss. The core integrates in float64 whatever the
         network's backend.
-    theta0 : float64 array of shape (net.dim,)
-    X, Y, sample_weight : the data, as for ``Network.risk`` (float64).
-    t_end : the final time.
+    theta0 : float64 array (or nested list) of shape (net.dim,); for an Ensemble (n, net.dim)
+    X, Y, sample_weight : the data, as for ``Network.risk`` (float64); for an Ensemble shared
+        or one per network, as for ``Ensemble.risk``.
+    t_end : the final time (0: the initial state).
     rtol, atol : the local error tolerances of the Runge-Kutta method (per component,
         atol + rtol |theta_i|).
-    t_eval : increasing times in [0, t_end] at which to report theta and the risk.
+    t_eval : non-decreasing times in [0, t_end] at which to report theta and the risk.
     dense_output : keep the interpolants so that ``result.sol(t)`` gives theta anywhere.
     save_steps : keep the state at every step (False saves memory on long flows).
     first_step, max_step, max_steps : step-size controls (max_steps counts accepted steps).
     event_nodes : points per step, besides its ends, at which switches are looked for; a unit
         that leaves and re-enters its piece between two of them is not seen.
+    gtol : stop once every component of the field is at most gtol (0: never); the result says
+        ``stationary`` and reports the final state for every later time.
 
-    Returns a FlowResult. ``success`` is False (with ``message``) if max_steps was reached, the
-    step size underflowed or events accumulated without progress.
+    Returns a FlowResult, or for an Ensemble a list of n FlowResults (the flows run across
+    threads; each is bitwise the flow of its network alone). ``success`` is False (with
+    ``message``) where the integrator could not keep its invariants or hit a limit.
     """
-    if not isinstance(net, Network):
-        raise TypeError(f"net must be a gengrad.Network, got {type(net).__name__}")
-    if not (isinstance(theta0, np.ndarray) and theta0.dtype == np.float64):
-        what = f"dtype {theta0.dtype}" if isinstance(theta0, np.ndarray) else type(theta0).__name__
-        raise TypeError(f"theta0 must be a float64 numpy array (the flow is integrated in float64), "
-                        f"got {what}")
-    theta0 = np.ascontiguousarray(theta0)
-    X_, Y_, weight = prepare_data(net, X, Y, sample_weight)
-    t_end = _positive(t_end, "t_end")
-    rtol, atol = _positive(rtol, "rtol"), _positive(atol, "atol")
-    first_step = 0.0 if first_step is None else _positive(first_step, "first_step")
+    ensemble = isinstance(net, Ensemble)
+    if not ensemble and not isinstance(net, Network):
+        raise TypeError(f"net must be a gengrad.Network or gengrad.Ensemble, got {type(net).__name__}")
+    network = net.network if isinstance(net, Ensemble) else net
+    options: dict[str, Any] = dict(
+        t_end=_positive(t_end, "t_end", allow_zero=True), rtol=_positive(rtol, "rtol"),
+        atol=_positive(atol, "atol"), first_step=0.0 if first_step is None else _positive(first_step, "first_step"),
+        max_steps=_count(max_steps, "max_steps", 1), event_nodes=_count(event_nodes, "event_nodes", 1, 64),
+        dense_output=bool(dense_output), save_steps=bool(save_steps), gtol=_positive(gtol, "gtol", allow_zero=True))
     if isinstance(max_step, bool) or not isinstance(max_step, Real) or not max_step > 0:
         raise ValueError(f"max_step must be a positive number, got {max_step!r}")
-    max_steps = _count(max_steps, "max_steps", 1)
-    event_nodes = _count(event_nodes, "event_nodes", 1, 64)
+    options["max_step"] = float(max_step)
     times: Optional[NDArray[np.float64]] = None
     if t_eval is not None:
         times = np.asarray(t_eval, dtype=np.float64).reshape(-1)
-        if np.any(~np.isfinite(times)) or np.any(times < 0) or np.any(times > t_end) \
+        if np.any(~np.isfinite(times)) or np.any(times < 0) or np.any(times > options["t_end"]) \
                 or np.any(np.diff(times) < 0):
             raise ValueError("t_eval must hold non-decreasing times in [0, t_end]")
-    raw = _core.flow(net._core, theta0, X_, Y_, weight, t_end, rtol, atol, first_step,
-                     float(max_step), max_steps, event_nodes, bool(dense_output), bool(save_steps),
-                     times)
+    options["t_eval"] = times
+    if isinstance(net, Ensemble):
+        thetas = _theta0(theta0, (net.n, net.dim))
+        thetas, X_, Y_, weight = net._arguments(thetas, X, Y, sample_weight)
+        raws = _core.flow_ensemble(network._core, thetas, X_, Y_, weight, options)
+        risks0 = net.risk(thetas, X_, Y_, weight)
+        return [_result(raw, options, times, float(r0)) for raw, r0 in zip(raws, risks0)]
+    theta = _theta0(theta0, (network.dim,))
+    X_ = _array(X, "X", np.float64)
+    Y_ = network._Y(Y, np.float64)   # the one definition of targets: class labels become one-hot rows
+    weight = None if sample_weight is None else _array(sample_weight, "sample_weight", np.float64)
+    raw = _core.flow(network._core, theta, X_, Y_, weight, options)
+    return _result(raw, options, times, float(network.risk(theta, X_, Y_, weight)))
+
+
+def _result(raw: dict[str, Any], options: dict[str, Any], times: Optional[NDArray[np.float64]],
+            risk_initial: float) -> FlowResult:
     arrays: dict[str, Union[NDArray[np.float64], NDArray[np.int64], NDArray[np.int32]]] = {
         "t": raw["event_t"], "layer": raw["event_layer"], "sample": raw["event_sample"],
         "neuron": raw["event_neuron"], "kink": raw["event_kink"], "kind": raw["event_kind"],
@@ -226,17 +255,16 @@ def flow(net: Network, theta0: NDArray[np.float64], X: ArrayLike, Y: ArrayLike, 
                                                 raw["event_neuron"], raw["event_kink"], raw["event_kind"],
                                                 raw["event_from"], raw["event_to"])]
     sol = None
-    if dense_output:
-        sol = DenseOutput(raw["dense_t"], raw["dense_h"], raw["dense_stop"],
-                          raw["dense_coefficients"])
+    if options["dense_output"]:
+        sol = DenseOutput(raw["dense_t"], raw["dense_h"], raw["dense_stop"], raw["dense_coefficients"])
     return FlowResult(
-        t=raw["t"], theta=raw["theta"], risk=raw["risk"], events=events, t_end=t_end,
-        theta_final=raw["final_theta"], risk_initial=float(net.risk(theta0, X_, Y_, weight)),
-        risk_final=float(raw["final_risk"]),
+        t=raw["t"], theta=raw["theta"], risk=raw["risk"], events=events, t_end=options["t_end"],
+        t_final=float(raw["t_final"]), theta_final=raw["final_theta"], risk_initial=risk_initial,
+        risk_final=float(raw["final_risk"]), initial_pieces=raw["initial_pieces"],
         n_gradient_evaluations=int(raw["n_gradient"]), n_forward_passes=int(raw["n_forward"]),
-        n_sample_gradients=int(raw["n_sample_gradient"]), n_steps=int(raw["n_steps"]),
+        n_tangent_passes=int(raw["n_tangent"]), n_unit_passes=int(raw["n_unit"]), n_steps=int(raw["n_steps"]),
         n_rejected=int(raw["n_rejected"]), n_grazing=int(raw["n_grazing"]),
-        success=bool(raw["success"]), message=str(raw["message"]),
+        success=bool(raw["success"]), stationary=bool(raw["stationary"]), message=str(raw["message"]),
         t_eval=times, theta_eval=raw["eval_theta"] if times is not None else None,
         risk_eval=raw["eval_risk"] if times is not None else None, sol=sol,
         event_arrays=arrays)

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 namespace gengrad {
+namespace flow {
 namespace dop853 {
 
 constexpr int kStages = 12;          // stages of one step; stage 12 is F(y_new), reused (FSAL)
@@ -109,16 +110,32 @@ void dense_coefficients(Field& field, int64_t n, const double* y, const double* 
     }
 }
 
-// The interpolant at x = (t - t_step) / h in [0, 1].
-inline void dense_value(int64_t n, const double* coefficients, double x, double* out) {
+// The interpolant at x = (t - t_step) / h in [0, 1]; components [0, count) of the n (count = n
+// by default).
+inline void dense_value(int64_t n, const double* coefficients, double x, double* out, int64_t count = -1) {
     const double* F = coefficients + n;
-    for (int64_t i = 0; i < n; ++i) {
+    for (int64_t i = 0; i < (count < 0 ? n : count); ++i) {
         double value = 0;
         for (int r = 6; r >= 0; --r) {
             value += F[r * n + i];
             value *= (r % 2 == 0) ? x : 1 - x;
         }
         out[i] = coefficients[i] + value;
+    }
+}
+
+// The derivative in t of the interpolant at x = (t - t_step) / h, for a step of size h.
+inline void dense_derivative(int64_t n, const double* coefficients, double x, double h, double* out) {
+    const double* F = coefficients + n;
+    for (int64_t i = 0; i < n; ++i) {
+        double value = 0, slope = 0;  // the nested product and its derivative in x
+        for (int r = 6; r >= 0; --r) {
+            value += F[r * n + i];
+            const bool even = r % 2 == 0;
+            slope = slope * (even ? x : 1 - x) + (even ? value : -value);
+            value *= even ? x : 1 - x;
+        }
+        out[i] = slope / h;
     }
 }
 
@@ -149,4 +166,5 @@ double initial_step(Field& field, int64_t n, const double* y, const double* f, d
 }
 
 }  // namespace dop853
+}  // namespace flow
 }  // namespace gengrad
