@@ -72,7 +72,11 @@ double NetworkField::unit_value(const double* theta, int64_t u) {
         return z + theta[lay.bias + j];
     }
     ++n_unit;
-    kernels64().frozen_hidden(spec_, theta, nullptr, input(m), 1, pattern_.column(m, units_.ld), scratch_.data(),
+    // The network cut after layer k + 1, whose hidden layers are 1..k: the same prefix of theta
+    // and rows of the pattern, and no work past the unit's layer.
+    NetSpec through_k = spec_;
+    through_k.n_layers = k + 1;
+    kernels64().frozen_hidden(through_k, theta, nullptr, input(m), 1, pattern_.column(m, units_.ld), scratch_.data(),
                               nullptr);
     return scratch_[units_.row(u) * units_.ld];
 }
