@@ -6,6 +6,7 @@
 // field(y, f) writing f = F(y) for an autonomous system y' = F(y).
 #pragma once
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 
@@ -16,7 +17,6 @@ namespace dop853 {
 constexpr int kStages = 12;          // stages of one step; stage 12 is F(y_new), reused (FSAL)
 constexpr int kExtendedStages = 16;  // with the three extra stages of the dense output
 constexpr int kErrorOrder = 7;  // the step-size controller and the starting step use it
-constexpr int kDenseRows = 8;        // y_old and the seven interpolation coefficients
 
 constexpr double C[16] = {0.0, 0.05260015195876773, 0.0789002279381516, 0.1183503419072274, 0.2816496580927726, 0.3333333333333333, 0.25, 0.3076923076923077, 0.6512820512820513, 0.6, 0.8571428571428571, 1.0, 1.0, 0.1, 0.2, 0.7777777777777778};
 constexpr double A[16][16] = {
@@ -82,11 +82,31 @@ inline double error_norm(int64_t n, const double* K, double h, const double* y, 
     return std::fabs(h) * err5 / std::sqrt((err5 + 0.01 * err3) * double(n));
 }
 
-// Coefficients (kDenseRows x n) of the interpolant on [t, t + h], given K[kStages] = F(y_new):
-// evaluates the three extra stages into K[kStages+1..].
+// The interpolant on [t, t + h] in powers of x = (t' - t) / h (dense.hpp), given
+// K[kStages] = F(y_new): evaluates the three extra stages into K[kStages+1..]. DOP853 writes it
+// as y + x (F0 + (1-x) (F1 + x (F2 + (1-x) (F3 + x (F4 + (1-x) (F5 + x F6)))))); kPowers[r] holds
+// the coefficients of the polynomial that multiplies F_r.
 template <class Field>
 void dense_coefficients(Field& field, int64_t n, const double* y, const double* y_new, double h, double* K,
                         double* coefficients, double* work) {
+    static const auto kPowers = [] {
+        std::array<std::array<double, 8>, 7> powers{};
+        std::array<double, 8> factor{};  // x, x(1-x), x^2(1-x), ... built up one factor at a time
+        factor[1] = 1;
+        for (int r = 0; r < 7; ++r) {
+            powers[r] = factor;
+            std::array<double, 8> next{};
+            for (int k = 0; k < 7; ++k) {  // times x (r odd) or (1 - x) (r even)
+                if (r % 2 == 1) next[k + 1] += factor[k];
+                else {
+                    next[k] += factor[k];
+                    next[k + 1] -= factor[k];
+                }
+            }
+            factor = next;
+        }
+        return powers;
+    }();
     for (int s = kStages + 1; s < kExtendedStages; ++s) {
         for (int64_t i = 0; i < n; ++i) {
             double sum = 0;
@@ -95,54 +115,30 @@ void dense_coefficients(Field& field, int64_t n, const double* y, const double* 
         }
         field(work, K + s * n);
     }
-    double* F = coefficients + n;  // row 0 holds y
     for (int64_t i = 0; i < n; ++i) {
+        double F[7];
         const double dy = y_new[i] - y[i];
-        coefficients[i] = y[i];
-        F[i] = dy;
-        F[n + i] = h * K[i] - dy;
-        F[2 * n + i] = 2 * dy - h * (K[kStages * n + i] + K[i]);
+        F[0] = dy;
+        F[1] = h * K[i] - dy;
+        F[2] = 2 * dy - h * (K[kStages * n + i] + K[i]);
         for (int r = 0; r < 4; ++r) {
             double sum = 0;
             for (int j = 0; j < kExtendedStages; ++j) sum += D[r][j] * K[j * n + i];
-            F[(3 + r) * n + i] = h * sum;
+            F[3 + r] = h * sum;
         }
-    }
-}
-
-// The interpolant at x = (t - t_step) / h in [0, 1]; components [0, count) of the n (count = n
-// by default).
-inline void dense_value(int64_t n, const double* coefficients, double x, double* out, int64_t count = -1) {
-    const double* F = coefficients + n;
-    for (int64_t i = 0; i < (count < 0 ? n : count); ++i) {
-        double value = 0;
-        for (int r = 6; r >= 0; --r) {
-            value += F[r * n + i];
-            value *= (r % 2 == 0) ? x : 1 - x;
+        coefficients[i] = y[i];
+        for (int k = 1; k < 8; ++k) {
+            double c = 0;
+            for (int r = 0; r < 7; ++r) c += kPowers[r][k] * F[r];
+            coefficients[k * n + i] = c;
         }
-        out[i] = coefficients[i] + value;
-    }
-}
-
-// The derivative in t of the interpolant at x = (t - t_step) / h, for a step of size h.
-inline void dense_derivative(int64_t n, const double* coefficients, double x, double h, double* out) {
-    const double* F = coefficients + n;
-    for (int64_t i = 0; i < n; ++i) {
-        double value = 0, slope = 0;  // the nested product and its derivative in x
-        for (int r = 6; r >= 0; --r) {
-            value += F[r * n + i];
-            const bool even = r % 2 == 0;
-            slope = slope * (even ? x : 1 - x) + (even ? value : -value);
-            value *= even ? x : 1 - x;
-        }
-        out[i] = slope / h;
     }
 }
 
 // Hairer's starting step (Solving ODEs I, §II.4), as SciPy's select_initial_step; costs one F.
 template <class Field>
 double initial_step(Field& field, int64_t n, const double* y, const double* f, double span, double rtol,
-                    double atol, double* work, double* f1) {
+                    double atol, double* work, double* f1, int error_order = kErrorOrder) {
     double d0 = 0, d1 = 0;
     for (int64_t i = 0; i < n; ++i) {
         const double scale = atol + std::fabs(y[i]) * rtol;
@@ -161,7 +157,7 @@ double initial_step(Field& field, int64_t n, const double* y, const double* f, d
     }
     d2 = std::sqrt(d2 / double(n)) / h0;
     const double h1 = d1 <= 1e-15 && d2 <= 1e-15 ? std::max(1e-6, h0 * 1e-3)
-                                                 : std::pow(0.01 / std::max(d1, d2), 1.0 / (kErrorOrder + 1));
+                                                 : std::pow(0.01 / std::max(d1, d2), 1.0 / (error_order + 1));
     return std::min({100 * h0, h1, span});
 }
 

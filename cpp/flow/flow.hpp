@@ -40,6 +40,8 @@
 namespace gengrad {
 namespace flow {
 
+enum class Method : int32_t { automatic = 0, dop853 = 1, dopri5 = 2 };
+
 struct Options {
     double t_end = 1;
     double rtol = 1e-8;
@@ -54,6 +56,8 @@ struct Options {
     // Stop once the field's largest component is at most gtol (0: never): the flow is then
     // stationary to that tolerance, and the state is reported as the state at every later time.
     double gtol = 0;
+    // automatic: DOP853, and DOPRI5 while events set the step size (stepping.cpp)
+    Method method = Method::automatic;
 };
 
 enum class EventKind : int32_t { crossing = 0, sliding_start = 1, sliding_end = 2 };
@@ -73,8 +77,8 @@ struct Result {
     int64_t dim = 0;
     std::vector<double> t, theta, risk;         // t = 0, step ends and events (save_steps)
     std::vector<double> eval_theta, eval_risk;  // at Options::t_eval
-    // dense_output: per step, the interpolant on [t_step, t_stop] (dop853::dense_value with
-    // x = (t - t_step) / h_step) as kDenseRows x dim coefficients.
+    // dense_output: per step, the interpolant on [t_step, t_stop] as kDenseRows x dim
+    // coefficients of powers of x = (t - t_step) / h_step (dense.hpp).
     std::vector<double> dense_t, dense_h, dense_stop, dense_coefficients;
     std::vector<Event> events;
     // The piece of every hidden unit at t = 0, (M, l_1 + ... + l_{L-1}) sample-major (-1:

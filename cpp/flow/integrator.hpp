@@ -76,6 +76,7 @@ private:
     double invariant_tolerance(double bound) const;
 
     // ---- output (stepping.cpp) ----
+    void choose_method(bool event);
     void record(double t);
     void emit_until(double t_to);
     bool fail(const std::string& message);
@@ -88,7 +89,7 @@ private:
     int64_t d_;
     bool switches_;
 
-    std::vector<double> theta_, f_, z_, g_, grad_, y_new_, f_new_, z_new_, g_new_, work_, K_, coefficients_;
+    std::vector<double> theta_, f_, z_, g_, grad_, y_new_, z_new_, g_new_, work_, K_, coefficients_;
     std::vector<double> alphas_;  // of the surfaces at theta_
     std::vector<double> dz_;      // normal velocities of all units (resolve)
     std::vector<double> other_normal_;
@@ -100,6 +101,9 @@ private:
     // carried over from the previous step's end) and at its end.
     std::vector<double> node_dz_, start_dz_, end_dz_;
     bool start_dz_valid_ = false;
+    double* f_new_ = nullptr;  // F at the end of the current step (a row of K_)
+    bool low_order_ = false;   // the current step is DOPRI5's (choose_method)
+    int64_t event_steps_ = 0, free_steps_ = 0;
     std::vector<int64_t> changed_units_;
     std::vector<int> changed_before_;
     int64_t stalled_ = 0;  // events in a row without progress in t

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "flow/dop853.hpp"
+#include "flow/dopri5.hpp"
 #include "flow/integrator.hpp"
 
 #ifdef _OPENMP
@@ -39,12 +40,11 @@ Integrator::Integrator(const NetSpec& spec, const double* theta0, const Batch<do
       g_(units_.size()),
       grad_(d_),
       y_new_(d_),
-      f_new_(d_),
       z_new_(units_.size()),
       g_new_(units_.size()),
       work_(d_),
       K_(dop853::kExtendedStages * d_),
-      coefficients_(dop853::kDenseRows * d_),
+      coefficients_(kDenseRows * d_),
       node_theta_(d_),
       band_(std::min(1e-4, std::max(1e-6, 100 * options.rtol))) {
     result_.dim = d_;
@@ -107,13 +107,15 @@ Result Integrator::run() {
     const double t_end = options_.t_end;
     auto rhs = [this](const double* y, double* F) { field(y, F); };
     double h = 0;
+    low_order_ = options_.method == Method::dopri5;
     if (t_end > 0 && result_.success)
-        h = options_.first_step > 0 ? options_.first_step
-                                    : dop853::initial_step(rhs, d_, theta_.data(), f_.data(), t_end, options_.rtol,
-                                                           options_.atol, work_.data(), y_new_.data());
+        h = options_.first_step > 0
+                ? options_.first_step
+                : dop853::initial_step(rhs, d_, theta_.data(), f_.data(), t_end, options_.rtol, options_.atol,
+                                       work_.data(), y_new_.data(),
+                                       low_order_ ? dopri5::kErrorOrder : dop853::kErrorOrder);
     bool rejected = false;
     int64_t iterations = 0;
-    const double exponent = -1.0 / (dop853::kErrorOrder + 1);
     auto stationary = [&] {
         double largest = 0;
         for (double v : f_) largest = std::max(largest, std::fabs(v));
@@ -141,9 +143,22 @@ Result Integrator::run() {
             break;
         }
         std::copy(f_.begin(), f_.end(), K_.begin());
-        dop853::step(rhs, d_, theta_.data(), h, K_.data(), y_new_.data(), work_.data());
-        const double error =
-            dop853::error_norm(d_, K_.data(), h, theta_.data(), y_new_.data(), options_.rtol, options_.atol);
+        const bool low = low_order_;
+        const double exponent = -1.0 / ((low ? dopri5::kErrorOrder : dop853::kErrorOrder) + 1);
+        double* f_new = K_.data() + (low ? dopri5::kStages : dop853::kStages) * d_;
+        double risk_new = 0, error;
+        auto end_field = [&] {
+            risk_new = field(y_new_.data(), f_new, switches_ ? z_new_.data() : nullptr,
+                             switches_ ? g_new_.data() : nullptr);
+        };
+        if (low) {  // its error estimate needs F(y_new)
+            dopri5::step(rhs, d_, theta_.data(), h, K_.data(), y_new_.data(), work_.data());
+            end_field();
+            error = dopri5::error_norm(d_, K_.data(), h, theta_.data(), y_new_.data(), options_.rtol, options_.atol);
+        } else {
+            dop853::step(rhs, d_, theta_.data(), h, K_.data(), y_new_.data(), work_.data());
+            error = dop853::error_norm(d_, K_.data(), h, theta_.data(), y_new_.data(), options_.rtol, options_.atol);
+        }
         if (!(error <= 1)) {
             ++result_.n_rejected;
             h *= std::isfinite(error) ? std::max(0.2, 0.9 * std::pow(error, exponent)) : 0.2;
@@ -158,13 +173,14 @@ Result Integrator::run() {
         h_step_ = h;
         update_drift();
         t_stop_ = last ? t_end : t_ + h;
-        double* f_new = K_.data() + dop853::kStages * d_;
-        const double risk_new =
-            field(y_new_.data(), f_new, switches_ ? z_new_.data() : nullptr, switches_ ? g_new_.data() : nullptr);
+        f_new_ = f_new;
+        if (!low) end_field();
         std::vector<double> alphas_new;
         if (!sliding_.empty()) alphas_new = sliding_.alphas(y_new_.data(), g_new_.data());
         const bool wants_eval = next_eval_ < options_.t_eval.size() && options_.t_eval[next_eval_] <= t_stop_;
-        if (switches_ || options_.dense_output || wants_eval)
+        if (low)
+            dopri5::dense_coefficients(d_, theta_.data(), h, K_.data(), coefficients_.data());
+        else if (switches_ || options_.dense_output || wants_eval)
             dop853::dense_coefficients(rhs, d_, theta_.data(), y_new_.data(), h, K_.data(), coefficients_.data(),
                                        work_.data());
         ++result_.n_steps;
@@ -172,6 +188,7 @@ Result Integrator::run() {
         node_alphas_ = alphas_new;  // the scan reads the step end's alphas here
         const StepEvent event = switches_ ? scan_step() : StepEvent{};
         if (!result_.success) break;
+        choose_method(event.found);
         if (!event.found) {
             emit_until(t_stop_);
             t_ = t_stop_;
@@ -220,6 +237,18 @@ Result Integrator::run() {
     result_.n_tangent = field_.n_tangent;
     result_.n_unit = field_.n_unit;
     return std::move(result_);
+}
+
+// With method auto: DOPRI5 (six evaluations a step) once events have ended three steps in a row,
+// DOP853 (fifteen, and order 8) once five steps in a row have run their full length. Where
+// events come faster than the tolerance would let steps grow, a step's cost is what counts;
+// elsewhere the order.
+void Integrator::choose_method(bool event) {
+    if (options_.method != Method::automatic || !switches_) return;
+    event_steps_ = event ? event_steps_ + 1 : 0;
+    free_steps_ = event ? 0 : free_steps_ + 1;
+    if (!low_order_ && event_steps_ >= 3) low_order_ = true;
+    if (low_order_ && free_steps_ >= 5) low_order_ = false;
 }
 
 // ---- output ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "flow/dop853.hpp"
+#include "flow/dense.hpp"
 #include "flow/flow.hpp"
 #include "model.hpp"
 
@@ -44,6 +44,11 @@ flow::Options options_of(const py::dict& kw) {
     o.dense_output = kw["dense_output"].cast<bool>();
     o.save_steps = kw["save_steps"].cast<bool>();
     o.gtol = kw["gtol"].cast<double>();
+    const std::string method = kw["method"].cast<std::string>();
+    if (method == "auto") o.method = flow::Method::automatic;
+    else if (method == "dop853") o.method = flow::Method::dop853;
+    else if (method == "dopri5") o.method = flow::Method::dopri5;
+    else throw py::value_error("method must be 'auto', 'dop853' or 'dopri5', got '" + method + "'");
     if (!kw["t_eval"].is_none()) {
         auto times = checked<double>(kw["t_eval"], "t_eval", {-1});
         o.t_eval.assign(times.data(), times.data() + times.size());
@@ -66,7 +71,7 @@ py::dict to_dict(const flow::Result& r, const Model& model) {
     out["dense_t"] = to_array(r.dense_t, {n_dense});
     out["dense_h"] = to_array(r.dense_h, {n_dense});
     out["dense_stop"] = to_array(r.dense_stop, {n_dense});
-    out["dense_coefficients"] = to_array(r.dense_coefficients, {n_dense, py::ssize_t(flow::dop853::kDenseRows), d});
+    out["dense_coefficients"] = to_array(r.dense_coefficients, {n_dense, py::ssize_t(flow::kDenseRows), d});
     out["initial_pieces"] =
         to_array(r.initial_pieces, {py::ssize_t(r.initial_pieces.empty() ? 0 : r.initial_pieces.size() / hidden),
                                     py::ssize_t(r.initial_pieces.empty() ? 0 : hidden)});

@@ -28,6 +28,9 @@ from . import _core
 from .ensemble import Ensemble
 from .network import Network, _array
 
+#: The Runge-Kutta pairs (cpp/flow): "auto" switches between them.
+METHODS = ("auto", "dop853", "dopri5")
+
 #: Event kinds, in the order of the core's codes.
 EVENT_KINDS = ("crossing", "sliding-start", "sliding-end")
 
@@ -59,7 +62,7 @@ class DenseOutput:
     def __init__(self, t_step: NDArray[np.float64], h: NDArray[np.float64], stop: NDArray[np.float64],
                  coefficients: NDArray[np.float64]):
         self._t_step, self._h, self._stop = t_step, h, stop
-        self._coefficients = coefficients   # (steps, 8, d): y_old, then F_0..F_6
+        self._coefficients = coefficients   # (steps, 8, d): powers 0..7 of x = (t - t_step) / h
 
     def __call__(self, t: ArrayLike) -> NDArray[np.float64]:
         times = np.asarray(t, dtype=np.float64)
@@ -71,11 +74,10 @@ class DenseOutput:
         step = np.minimum(np.searchsorted(self._stop, times, side="left"), len(self._stop) - 1)
         x = (times - self._t_step[step]) / self._h[step]
         C = self._coefficients[step]                      # (n, 8, d)
-        value = np.zeros((len(times), C.shape[2]))
-        for r in range(6, -1, -1):                       # SciPy's Dop853DenseOutput scheme
-            value += C[:, r + 1]
-            value *= (x if r % 2 == 0 else 1 - x)[:, None]
-        value += C[:, 0]
+        value = C[:, -1].copy()
+        for r in range(C.shape[1] - 2, -1, -1):          # Horner in x (cpp/flow/dense.hpp)
+            value *= x[:, None]
+            value += C[:, r]
         return value[0] if scalar else value
 
 
@@ -182,7 +184,7 @@ def flow(net: Union[Network, Ensemble], theta0: ArrayLike, X: ArrayLike, Y: Arra
          rtol: float = 1e-8, atol: float = 1e-10, sample_weight: Optional[ArrayLike] = None,
          t_eval: Optional[ArrayLike] = None, dense_output: bool = False, save_steps: bool = True,
          first_step: Optional[float] = None, max_step: float = np.inf, max_steps: int = 1_000_000,
-         event_nodes: int = 3, gtol: float = 0.0) -> Any:
+         event_nodes: int = 3, gtol: float = 0.0, method: str = "auto") -> Any:
     """Integrates theta' = -G(theta) from ``theta0`` over [0, ``t_end``] (docs/flow.md).
 
     Parameters
@@ -205,6 +207,8 @@ def flow(net: Union[Network, Ensemble], theta0: ArrayLike, X: ArrayLike, Y: Arra
         that leaves and re-enters its piece between two of them is not seen.
     gtol : stop once every component of the field is at most gtol (0: never); the result says
         ``stationary`` and reports the final state for every later time.
+    method : "auto" (Dormand-Prince 8(5,3), and 5(4) while switching events come faster than
+        the tolerance would let steps grow), "dop853" or "dopri5".
 
     Returns a FlowResult, or for an Ensemble a list of n FlowResults (the flows run across
     threads; each is bitwise the flow of its network alone). ``success`` is False (with
@@ -218,7 +222,10 @@ def flow(net: Union[Network, Ensemble], theta0: ArrayLike, X: ArrayLike, Y: Arra
         t_end=_positive(t_end, "t_end", allow_zero=True), rtol=_positive(rtol, "rtol"),
         atol=_positive(atol, "atol"), first_step=0.0 if first_step is None else _positive(first_step, "first_step"),
         max_steps=_count(max_steps, "max_steps", 1), event_nodes=_count(event_nodes, "event_nodes", 1, 64),
-        dense_output=bool(dense_output), save_steps=bool(save_steps), gtol=_positive(gtol, "gtol", allow_zero=True))
+        dense_output=bool(dense_output), save_steps=bool(save_steps), gtol=_positive(gtol, "gtol", allow_zero=True),
+        method=method)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if isinstance(max_step, bool) or not isinstance(max_step, Real) or not max_step > 0:
         raise ValueError(f"max_step must be a positive number, got {max_step!r}")
     options["max_step"] = float(max_step)
@@ -249,11 +256,10 @@ def _result(raw: dict[str, Any], options: dict[str, Any], times: Optional[NDArra
         "t": raw["event_t"], "layer": raw["event_layer"], "sample": raw["event_sample"],
         "neuron": raw["event_neuron"], "kink": raw["event_kink"], "kind": raw["event_kind"],
         "from": raw["event_from"], "to": raw["event_to"]}
-    events = [Event(float(t), int(k), int(m), int(j), int(i), EVENT_KINDS[c],
-                    None if a < 0 else int(a), None if b < 0 else int(b))
-              for t, k, m, j, i, c, a, b in zip(raw["event_t"], raw["event_layer"], raw["event_sample"],
-                                                raw["event_neuron"], raw["event_kink"], raw["event_kind"],
-                                                raw["event_from"], raw["event_to"])]
+    columns = (raw[f"event_{name}"].tolist() for name in ("t", "layer", "sample", "neuron", "kink", "kind", "from",
+                                                           "to"))  # Python numbers: faster to wrap
+    events = [Event(t, k, m, j, i, EVENT_KINDS[c], None if a < 0 else a, None if b < 0 else b)
+              for t, k, m, j, i, c, a, b in zip(*columns)]
     sol = None
     if options["dense_output"]:
         sol = DenseOutput(raw["dense_t"], raw["dense_h"], raw["dense_stop"], raw["dense_coefficients"])
