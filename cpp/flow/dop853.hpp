@@ -10,6 +10,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "flow/runge_kutta.hpp"
+
 namespace gengrad {
 namespace flow {
 namespace dop853 {
@@ -50,15 +52,7 @@ constexpr double D[4][16] = {
 // K[1..kStages-1] and y_new = y + h * sum_i A[kStages][i] K[i]; does not evaluate F(y_new).
 template <class Field>
 void step(Field& field, int64_t n, const double* y, double h, double* K, double* y_new, double* work) {
-    for (int s = 1; s <= kStages; ++s) {
-        double* target = s == kStages ? y_new : work;
-        for (int64_t i = 0; i < n; ++i) {
-            double sum = 0;
-            for (int j = 0; j < s; ++j) sum += A[s][j] * K[j * n + i];
-            target[i] = y[i] + h * sum;
-        }
-        if (s < kStages) field(work, K + s * n);
-    }
+    explicit_step(field, n, y, h, K, y_new, work, kStages, [](int s, int j) { return A[s][j]; });
 }
 
 // The RMS norm of the local error relative to atol + rtol * max(|y|, |y_new|), combining the
@@ -82,7 +76,7 @@ inline double error_norm(int64_t n, const double* K, double h, const double* y, 
     return std::fabs(h) * err5 / std::sqrt((err5 + 0.01 * err3) * double(n));
 }
 
-// The interpolant on [t, t + h] in powers of x = (t' - t) / h (dense.hpp), given
+// The interpolant on [t, t + h] in powers of x = (t' - t) / h (runge_kutta.hpp), given
 // K[kStages] = F(y_new): evaluates the three extra stages into K[kStages+1..]. DOP853 writes it
 // as y + x (F0 + (1-x) (F1 + x (F2 + (1-x) (F3 + x (F4 + (1-x) (F5 + x F6)))))); kPowers[r] holds
 // the coefficients of the polynomial that multiplies F_r.

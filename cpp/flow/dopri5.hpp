@@ -8,7 +8,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "flow/dense.hpp"
+#include "flow/runge_kutta.hpp"
 
 namespace gengrad {
 namespace flow {
@@ -43,15 +43,7 @@ constexpr double P[7][4] = {
 // y_new = y + h sum_i B[i] K[i]; does not evaluate F(y_new) (K[6], the caller's).
 template <class Field>
 void step(Field& field, int64_t n, const double* y, double h, double* K, double* y_new, double* work) {
-    for (int s = 1; s <= kStages; ++s) {
-        double* target = s == kStages ? y_new : work;
-        for (int64_t i = 0; i < n; ++i) {
-            double sum = 0;
-            for (int j = 0; j < s; ++j) sum += (s == kStages ? B[j] : A[s][j]) * K[j * n + i];
-            target[i] = y[i] + h * sum;
-        }
-        if (s < kStages) field(work, K + s * n);
-    }
+    explicit_step(field, n, y, h, K, y_new, work, kStages, [](int s, int j) { return s == kStages ? B[j] : A[s][j]; });
 }
 
 // The RMS norm of h sum_i E[i] K[i] relative to atol + rtol max(|y|, |y_new|), with
@@ -69,7 +61,7 @@ inline double error_norm(int64_t n, const double* K, double h, const double* y, 
     return std::sqrt(sum / double(n));
 }
 
-// The interpolant on [t, t + h] in powers of x (dense.hpp), given K[kStages] = F(y_new).
+// The interpolant on [t, t + h] in powers of x (runge_kutta.hpp), given K[kStages] = F(y_new).
 inline void dense_coefficients(int64_t n, const double* y, double h, const double* K, double* coefficients) {
     for (int64_t i = 0; i < n; ++i) {
         coefficients[i] = y[i];

@@ -8,7 +8,7 @@
 #include <cmath>
 #include <limits>
 
-#include "flow/dense.hpp"
+#include "flow/runge_kutta.hpp"
 #include "flow/integrator.hpp"
 
 namespace gengrad {
@@ -195,42 +195,35 @@ StepEvent Integrator::scan_step() {
             after_dz = end_dz_.data();
             alphas_after = node_alphas_;
         }
-        for (int64_t r = 0; r < units_.rows; ++r)
-            for (int64_t m = 0; m < units_.M; ++m) {
-                const int64_t u = r * units_.ld + m;
-                if (pattern.sliding(u)) continue;
-                for (const bool upper : {false, true}) {
-                    const double bound = upper ? pattern.upper(u) : pattern.lower(u);
-                    if (std::isinf(bound)) continue;
-                    const double ga = pattern.gap(u, upper, before[u]), gb = pattern.gap(u, upper, after[u]);
-                    const double delta = tb - ta, sa = upper ? -before_dz[u] : before_dz[u],
-                                 sb = upper ? -after_dz[u] : after_dz[u];
-                    // Inside at both nodes, and the Hermite cubic cannot dip to the bound: it
-                    // lies above the chord less x(1-x)^2 or x^2(1-x) (<= 4/27) times the slopes'
-                    // departures from the chord's. The common case, tested first.
-                    if (ga > 0 && gb > 0 &&
-                        std::min(ga, gb) > 0.15 * (std::fabs(delta * sa - (gb - ga)) + std::fabs(delta * sb - (gb - ga))))
-                        continue;
-                    double t_inside, g_inside, x_min;
-                    if (ga > 0 && gb <= 0) {
-                        crossings.push_back({u, upper, ta, ga, tb, gb});
-                    } else if (ga > 0 && gb > 0 && hermite_dip(ga, gb, sa, sb, delta, x_min)) {
-                        const double t_dip = ta + x_min * (tb - ta), g_dip = gap_at(u, upper, t_dip);
-                        if (g_dip <= 0) crossings.push_back({u, upper, ta, ga, t_dip, g_dip});
-                    } else if (!(ga > 0) && gb < std::min(ga, 0.0) - boundary_tolerance(bound)) {
-                        // On its bound (or just out of its piece and not moving further out: the
-                        // projection onto sliding surfaces moves a state by about the local
-                        // error) at every node since the step began, and now clearly further
-                        // out. (A crossing from inside would have been found at an earlier node.)
-                        if (find_inside(u, upper, ta, tb, t_inside, g_inside)) {
-                            crossings.push_back({u, upper, t_inside, g_inside, tb, gb});
-                        } else {
-                            departures.push_back(u);
-                            departure_upper.push_back(upper);
-                        }
-                    }
+        for_each_bound([&](int64_t u, bool upper, double bound) {
+            const double ga = pattern.gap(u, upper, before[u]), gb = pattern.gap(u, upper, after[u]);
+            const double delta = tb - ta, sa = upper ? -before_dz[u] : before_dz[u],
+                         sb = upper ? -after_dz[u] : after_dz[u];
+            // Inside at both nodes, and the Hermite cubic cannot dip to the bound: it lies above
+            // the chord less x(1-x)^2 or x^2(1-x) (<= 4/27) times the slopes' departures from
+            // the chord's. The common case, tested first.
+            if (ga > 0 && gb > 0 &&
+                std::min(ga, gb) > 0.15 * (std::fabs(delta * sa - (gb - ga)) + std::fabs(delta * sb - (gb - ga))))
+                return;
+            double t_inside, g_inside, x_min;
+            if (ga > 0 && gb <= 0) {
+                crossings.push_back({u, upper, ta, ga, tb, gb});
+            } else if (ga > 0 && gb > 0 && hermite_dip(ga, gb, sa, sb, delta, x_min)) {
+                const double t_dip = ta + x_min * (tb - ta), g_dip = gap_at(u, upper, t_dip);
+                if (g_dip <= 0) crossings.push_back({u, upper, ta, ga, t_dip, g_dip});
+            } else if (!(ga > 0) && gb < std::min(ga, 0.0) - boundary_tolerance(bound)) {
+                // On its bound (or just out of its piece and not moving further out: the projection
+                // onto sliding surfaces moves a state by about the local error) at every node since
+                // the step began, and now clearly further out. (A crossing from inside would have
+                // been found at an earlier node.)
+                if (find_inside(u, upper, ta, tb, t_inside, g_inside)) {
+                    crossings.push_back({u, upper, t_inside, g_inside, tb, gb});
+                } else {
+                    departures.push_back(u);
+                    departure_upper.push_back(upper);
                 }
             }
+        });
         for (size_t s = 0; s < alphas_after.size(); ++s) {
             const double inside = margin(alphas_after[s]);
             if (inside < -band(s)) {

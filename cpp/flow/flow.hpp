@@ -14,7 +14,8 @@
 //  events.cpp    finding and locating events in an accepted step.
 //  resolve.cpp   deciding, at an event, the pattern the flow continues on.
 //  stepping.cpp  the Runge-Kutta steps, step-size control, output; ensembles of flows.
-//  dop853.hpp    Dormand-Prince 8(5,3) with its dense output.
+//  dop853.hpp    Dormand-Prince 8(5,3) with its dense output; dopri5.hpp the 5(4) pair, taken while
+//                events set the step size; runge_kutta.hpp what the two share.
 //
 // Invariants, checked and restored after every step and event, or the flow stops with
 // success = false and the reason (never a wrong state reported as a success):
@@ -78,7 +79,7 @@ struct Result {
     std::vector<double> t, theta, risk;         // t = 0, step ends and events (save_steps)
     std::vector<double> eval_theta, eval_risk;  // at Options::t_eval
     // dense_output: per step, the interpolant on [t_step, t_stop] as kDenseRows x dim
-    // coefficients of powers of x = (t - t_step) / h_step (dense.hpp).
+    // coefficients of powers of x = (t - t_step) / h_step (runge_kutta.hpp).
     std::vector<double> dense_t, dense_h, dense_stop, dense_coefficients;
     std::vector<Event> events;
     // The piece of every hidden unit at t = 0, (M, l_1 + ... + l_{L-1}) sample-major (-1:

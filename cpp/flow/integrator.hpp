@@ -3,6 +3,7 @@
 // events.cpp (finding and locating events in a step) and resolve.cpp (the pattern after an
 // event).
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
@@ -54,6 +55,21 @@ private:
     double margin(double alpha) const;  // how far alpha is inside [0, 1]
     double band(size_t s) const;
     void update_drift();
+
+    // Calls f(u, upper, bound) for every finite bound of every unit that does not slide.
+    template <class F>
+    void for_each_bound(F&& f) const {
+        const Pattern& pattern = field_.pattern();
+        for (int64_t r = 0; r < units_.rows; ++r)
+            for (int64_t m = 0; m < units_.M; ++m) {
+                const int64_t u = r * units_.ld + m;
+                if (pattern.sliding(u)) continue;
+                for (const bool upper : {false, true}) {
+                    const double bound = upper ? pattern.upper(u) : pattern.lower(u);
+                    if (!std::isinf(bound)) f(u, upper, bound);
+                }
+            }
+    }
 
     // ---- events in an accepted step (events.cpp) ----
     void state_at(double t, double* out, int64_t n = -1) const;  // the step's interpolant

@@ -138,40 +138,33 @@ void Integrator::resolve(double t, const StepEvent& event) {
         F_norm = std::sqrt(F_norm);
         bool velocities = false;
         int64_t candidates = 0;
-        for (int64_t r = 0; r < units_.rows; ++r)
-            for (int64_t m = 0; m < units_.M; ++m) {
-                const int64_t u = r * units_.ld + m;
-                if (pattern.sliding(u)) continue;
-                for (const bool upper : {false, true}) {
-                    const double bound = upper ? pattern.upper(u) : pattern.lower(u);
-                    // A unit changed in this round may have been carried off its bound by the
-                    // projection onto sliding surfaces: it stays a candidate to that tolerance.
-                    const double gap = pattern.gap(u, upper, z_[u]);
-                    const bool changed = came_from.count(u) != 0;
-                    if (std::isinf(bound) || gap > (changed ? invariant_tolerance(bound) : boundary_tolerance(bound)))
-                        continue;
-                    ++candidates;
-                    if (!velocities) {
-                        field_.hidden(theta_.data(), f_.data(), nullptr, dz_.data());
-                        velocities = true;
-                    }
-                    // On the bound, a unit must not move out; just outside it (after a
-                    // projection onto sliding surfaces), it must move back in.
-                    const bool outside = gap < -boundary_tolerance(bound);
-                    const double outward = upper ? dz_[u] : -dz_[u];
-                    if (!outside && !(outward > 0)) continue;
-                    const auto [first, last] = field_.unit_normal(theta_.data(), u, normal.data());
-                    double n_norm = 0;
-                    for (int64_t i = first; i < last; ++i) n_norm += normal[i] * normal[i];
-                    const double scale = std::sqrt(n_norm) * F_norm;
-                    const double excess = outside ? outward + kTangent * scale : outward - kTangent * scale;
-                    if (excess > 0 && (worst_unit < 0 || excess / scale > worst_speed)) {
-                        worst_unit = u;
-                        worst_upper = upper;
-                        worst_speed = excess / scale;
-                    }
-                }
+        for_each_bound([&](int64_t u, bool upper, double bound) {
+            // A unit changed in this round may have been carried off its bound by the projection
+            // onto sliding surfaces: it stays a candidate to that tolerance.
+            const double gap = pattern.gap(u, upper, z_[u]);
+            const bool changed = came_from.count(u) != 0;
+            if (gap > (changed ? invariant_tolerance(bound) : boundary_tolerance(bound))) return;
+            ++candidates;
+            if (!velocities) {
+                field_.hidden(theta_.data(), f_.data(), nullptr, dz_.data());
+                velocities = true;
             }
+            // On the bound, a unit must not move out; just outside it (after a projection onto
+            // sliding surfaces), it must move back in.
+            const bool outside = gap < -boundary_tolerance(bound);
+            const double outward = upper ? dz_[u] : -dz_[u];
+            if (!outside && !(outward > 0)) return;
+            const auto [first, last] = field_.unit_normal(theta_.data(), u, normal.data());
+            double n_norm = 0;
+            for (int64_t i = first; i < last; ++i) n_norm += normal[i] * normal[i];
+            const double scale = std::sqrt(n_norm) * F_norm;
+            const double excess = outside ? outward + kTangent * scale : outward - kTangent * scale;
+            if (excess > 0 && (worst_unit < 0 || excess / scale > worst_speed)) {
+                worst_unit = u;
+                worst_upper = upper;
+                worst_speed = excess / scale;
+            }
+        });
         if (iteration == 0) limit += 4 * candidates;
         size_t worst_surface = sliding_.size();
         double worst_inside = 0;
@@ -324,22 +317,23 @@ double Integrator::invariant_tolerance(double bound) const {
 
 bool Integrator::check_invariants(double t) {
     const Pattern& pattern = field_.pattern();
-    for (int64_t r = 0; r < units_.rows; ++r)
-        for (int64_t m = 0; m < units_.M; ++m) {
-            const int64_t u = r * units_.ld + m;
-            if (pattern.sliding(u)) {
-                const double kink = pattern.kink(pattern.sliding_kink(u));
-                if (std::fabs(z_[u] - kink) > boundary_tolerance(kink))
-                    return fail("unit " + unit_name(units_, u) + " left its sliding surface at t = " + number(t));
-                continue;
-            }
-            for (const bool upper : {false, true}) {
-                const double bound = upper ? pattern.upper(u) : pattern.lower(u);
-                if (!std::isinf(bound) && pattern.gap(u, upper, z_[u]) < -invariant_tolerance(bound))
-                    return fail("unit " + unit_name(units_, u) + " is outside its piece at t = " + number(t) + " (by " +
-                                number(-pattern.gap(u, upper, z_[u])) + ")");
-            }
+    for (size_t s = 0; s < sliding_.size(); ++s)
+        for (int64_t u : sliding_[s].units) {
+            const double kink = pattern.kink(sliding_[s].kink);
+            if (std::fabs(z_[u] - kink) > boundary_tolerance(kink))
+                return fail("unit " + unit_name(units_, u) + " left its sliding surface at t = " + number(t));
         }
+    int64_t outside = -1;
+    double by = 0;
+    for_each_bound([&](int64_t u, bool upper, double bound) {
+        if (outside < 0 && pattern.gap(u, upper, z_[u]) < -invariant_tolerance(bound)) {
+            outside = u;
+            by = -pattern.gap(u, upper, z_[u]);
+        }
+    });
+    if (outside >= 0)
+        return fail("unit " + unit_name(units_, outside) + " is outside its piece at t = " + number(t) + " (by " +
+                    number(by) + ")");
     for (size_t s = 0; s < alphas_.size(); ++s)
         if (margin(alphas_[s]) < -band(s))
             return fail("a sliding surface has its alpha outside [0, 1] at t = " + number(t));

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "flow/dense.hpp"
+#include "flow/runge_kutta.hpp"
 #include "flow/flow.hpp"
 #include "model.hpp"
 

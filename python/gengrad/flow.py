@@ -75,7 +75,7 @@ class DenseOutput:
         x = (times - self._t_step[step]) / self._h[step]
         C = self._coefficients[step]                      # (n, 8, d)
         value = C[:, -1].copy()
-        for r in range(C.shape[1] - 2, -1, -1):          # Horner in x (cpp/flow/dense.hpp)
+        for r in range(C.shape[1] - 2, -1, -1):          # Horner in x (cpp/flow/runge_kutta.hpp)
             value *= x[:, None]
             value += C[:, r]
         return value[0] if scalar else value
