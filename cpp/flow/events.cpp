@@ -130,12 +130,13 @@ double Integrator::exit_margin(size_t s, double t, double slack) {
     return margin(sliding_.alphas(node_theta_.data(), g_new_.data())[s]) + slack;
 }
 
-// Where alpha_s leaves [-slack, 1 + slack] in [a, b] (inside at a, out at b).
+// Where alpha_s leaves [-slack, 1 + slack] in [a, b] (inside at a), or infinity if it is still
+// inside at b.
 double Integrator::locate_exit(size_t s, double a, double b, double slack) {
     const double ma = exit_margin(s, a, slack);
     if (!(ma > 0)) return a;
     const double mb = exit_margin(s, b, slack);
-    if (mb > 0) return b;
+    if (mb > 0) return std::numeric_limits<double>::infinity();
     return illinois([&](double t) { return exit_margin(s, t, slack); }, a, ma, b, mb);
 }
 
@@ -265,13 +266,17 @@ StepEvent Integrator::scan_step() {
     // tangent to the surface, alpha sits at 0 or 1 to rounding). Where it was already out of
     // [0, 1] at the step's start, inside the band, where it leaves the band: locating it at the
     // start instead would end sliding there again after each restart, without progress in t.
+    // Each field evaluation of the search costs a gradient: only up to the earliest event so far.
+    if (!departures.empty()) event.t = t_step_;
     for (const Exit& x : exits) {
         const bool inside = x.inside >= 0;
-        exit_t.push_back(locate_exit(x.surface, inside ? node_time(x.inside) : t_step_, node_time(x.outside),
-                                     inside ? kAlphaRounding : x.band));
+        const double a = inside ? node_time(x.inside) : t_step_;
+        exit_t.push_back(a < event.t ? locate_exit(x.surface, a, std::min(node_time(x.outside), event.t),
+                                                   inside ? kAlphaRounding : x.band)
+                                     : std::numeric_limits<double>::infinity());
+        if (a == event.t && a == t_step_) exit_t.back() = t_step_;  // out since the step's start
         event.t = std::min(event.t, exit_t.back());
     }
-    if (!departures.empty()) event.t = t_step_;
     for (size_t i = 0; i < crossings.size(); ++i)
         if (crossing_t[i] <= event.t) {
             event.units.push_back(crossings[i].unit);
