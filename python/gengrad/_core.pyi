@@ -33,6 +33,21 @@ def workspace_bytes() -> int: ...
 def select_isa(isa: str) -> str: ...
 def build_info() -> dict[str, Any]: ...
 
+class FlowOptions(TypedDict):
+    """The options flow() and flow_ensemble() take (cpp/flow/flow.hpp, Options)."""
+    t_end: float
+    rtol: float
+    atol: float
+    first_step: float
+    max_step: float
+    max_steps: int
+    event_nodes: int
+    dense_output: bool
+    save_steps: bool
+    t_eval: Optional[NDArray[np.float64]]
+    gtol: float
+    method: str
+
 class FlowRaw(TypedDict):
     """What flow() returns (cpp/src/bindings_flow.cpp); a type-checking name only."""
     t: NDArray[np.float64]
@@ -44,8 +59,10 @@ class FlowRaw(TypedDict):
     dense_h: NDArray[np.float64]
     dense_stop: NDArray[np.float64]
     dense_coefficients: NDArray[np.float64]
+    initial_pieces: NDArray[np.int8]
     final_theta: NDArray[np.float64]
     final_risk: float
+    t_final: float
     event_t: NDArray[np.float64]
     event_layer: NDArray[np.int64]
     event_sample: NDArray[np.int64]
@@ -56,14 +73,16 @@ class FlowRaw(TypedDict):
     event_to: NDArray[np.int32]
     n_gradient: int
     n_forward: int
-    n_sample_gradient: int
+    n_tangent: int
+    n_unit: int
     n_steps: int
     n_rejected: int
     n_grazing: int
     success: bool
+    stationary: bool
     message: str
 
 def flow(model: Model, theta0: NDArray[np.float64], X: NDArray[np.float64], Y: NDArray[np.float64],
-         sample_weight: NDArray[np.float64], t_end: float, rtol: float, atol: float,
-         first_step: float, max_step: float, max_steps: int, event_nodes: int, dense_output: bool,
-         save_steps: bool, t_eval: Optional[NDArray[np.float64]]) -> FlowRaw: ...
+         sample_weight: Optional[NDArray[np.float64]], options: FlowOptions) -> FlowRaw: ...
+def flow_ensemble(model: Model, theta0: NDArray[np.float64], X: NDArray[np.float64], Y: NDArray[np.float64],
+                  sample_weight: Optional[NDArray[np.float64]], options: FlowOptions) -> list[FlowRaw]: ...
