@@ -119,28 +119,27 @@ def scipy_solver(p, rtol, method):
     return solve
 
 
-def torch_field(p):
-    import torch
-    X, Y = torch.from_numpy(p.X), torch.from_numpy(p.Y)
+def network_risk(p, asarray, relu, log_softmax):
+    """The risk of p's network as a function of theta, in a framework's arrays (torch, jax.numpy)."""
+    X, Y = asarray(p.X), asarray(p.Y)
     layout = p.net.layout
-    cross_entropy = p.net.loss == "cross_entropy"
 
     def risk(theta):
         h = X
         for k, (w, b, rows, cols) in enumerate(layout):
-            h = h @ theta[w:w + rows * cols].view(rows, cols).T + theta[b:b + rows]
+            h = h @ theta[w:w + rows * cols].reshape(rows, cols).T + theta[b:b + rows]
             if k + 1 < len(layout):
-                h = torch.relu(h)
-        if cross_entropy:
-            return -(Y * torch.log_softmax(h, dim=1)).sum(dim=1).mean()
-        return ((h - Y) ** 2).sum(dim=1).mean()
+                h = relu(h)
+        if p.net.loss == "cross_entropy":
+            return -(Y * log_softmax(h)).sum(1).mean()
+        return ((h - Y) ** 2).sum(1).mean()
     return risk
 
 
 def torchdiffeq_solver(p, rtol, method):
     import torch
     from torchdiffeq import odeint
-    risk = torch_field(p)
+    risk = network_risk(p, torch.from_numpy, torch.relu, lambda h: torch.log_softmax(h, dim=1))
 
     def solve(over):
         calls = [0]
@@ -165,19 +164,7 @@ def diffrax_solver(p, rtol, method, compile_times):
     import jax
     import jax.numpy as jnp
     jax.config.update("jax_enable_x64", True)
-    X, Y = jnp.asarray(p.X), jnp.asarray(p.Y)
-    layout = p.net.layout
-    cross_entropy = p.net.loss == "cross_entropy"
-
-    def risk(theta):
-        h = X
-        for k, (w, b, rows, cols) in enumerate(layout):
-            h = h @ theta[w:w + rows * cols].reshape(rows, cols).T + theta[b:b + rows]
-            if k + 1 < len(layout):
-                h = jax.nn.relu(h)
-        if cross_entropy:
-            return -jnp.mean(jnp.sum(Y * jax.nn.log_softmax(h, axis=1), axis=1))
-        return jnp.mean(jnp.sum((h - Y) ** 2, axis=1))
+    risk = network_risk(p, jnp.asarray, jax.nn.relu, lambda h: jax.nn.log_softmax(h, axis=1))
     grad = jax.grad(risk)
     solver = {"Dopri5": diffrax.Dopri5, "Tsit5": diffrax.Tsit5}[method]()
     stages = 6  # new evaluations per step of both (FSAL)
