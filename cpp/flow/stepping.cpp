@@ -9,14 +9,12 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "flow/dop853.hpp"
 #include "flow/dopri5.hpp"
 #include "flow/integrator.hpp"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "gengrad/parallel.hpp"
 
 namespace gengrad {
 namespace flow {
@@ -333,29 +331,17 @@ std::vector<Result> integrate_ensemble(const NetSpec& spec, const double* thetas
     std::atomic<bool> stop{false};
     // Only the calling thread may ask (the callback may need Python's lock); the flows on other
     // threads read the answer.
+    const std::thread::id caller = std::this_thread::get_id();
     const std::function<bool()> poll = [&] {
-#ifdef _OPENMP
-        if (omp_get_thread_num() == 0 && interrupted && interrupted()) stop = true;
-#else
-        if (interrupted && interrupted()) stop = true;
-#endif
+        if (std::this_thread::get_id() == caller && interrupted && interrupted()) stop = true;
         return stop.load();
     };
-    const int nt = n > 1 ? num_threads() : 1;
-    bool failed = false;  // an exception must not leave the parallel region
-#pragma omp parallel for schedule(dynamic) num_threads(nt) if (nt > 1)
-    for (int64_t i = 0; i < n; ++i) {
-        try {
-            const Batch<double> batch{data.X + i * data.x_stride, data.Y + i * data.y_stride,
-                                      data.weight ? data.weight + i * data.weight_stride : nullptr, data.M};
-            Integrator integrator(spec, thetas0 + i * d, batch, options, poll);
-            results[i] = integrator.run();
-        } catch (...) {
-#pragma omp atomic write
-            failed = true;
-        }
-    }
-    if (failed) throw std::bad_alloc();  // the only exception a flow raises once its options are checked
+    parallel_for(n, call_threads(), [&](int64_t i, int) {
+        const Batch<double> batch{data.X + i * data.x_stride, data.Y + i * data.y_stride,
+                                  data.weight ? data.weight + i * data.weight_stride : nullptr, data.M};
+        Integrator integrator(spec, thetas0 + i * d, batch, options, poll);
+        results[i] = integrator.run();
+    });
     return results;
 }
 

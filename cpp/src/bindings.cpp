@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "gengrad/parallel.hpp"
 #include "model.hpp"
 
 namespace py = pybind11;
@@ -11,6 +12,7 @@ using gengrad::python::Model;
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "gengrad's C++ core: forward passes, risks, generalized gradients, approximate gradients, kink counts";
+    gengrad::threads_from_environment();  // a bad GENGRAD_NUM_THREADS fails the import, naming it
     py::class_<Model> model(m, "Model");
     model
         .def(py::init<std::vector<int64_t>, int, std::vector<double>, std::vector<double>, double, std::vector<bool>, int>(),
@@ -21,6 +23,7 @@ PYBIND11_MODULE(_core, m) {
     gengrad::python::define_operations(model);
     gengrad::python::register_flow(m);
     m.def("set_num_threads", &gengrad::set_num_threads, py::arg("n"));
+    m.attr("MAX_THREADS") = gengrad::kMaxThreads;
     m.def("get_num_threads", &gengrad::num_threads);
     m.def("workspace_bytes", &gengrad::workspace_bytes);
     m.def("select_isa", [](const std::string& isa) { return std::string(gengrad::select_kernels(isa).isa); }, py::arg("isa"));
@@ -39,7 +42,7 @@ PYBIND11_MODULE(_core, m) {
         for (const auto* k : gengrad::all_kernels()) built.emplace_back(k->isa);
         info["isas_built"] = built;
         info["threads"] = gengrad::num_threads();
-        info["openmp"] = gengrad::openmp_enabled();
+        info["max_threads"] = gengrad::kMaxThreads;
         return info;
     });
 }

@@ -1,5 +1,5 @@
-// Chooses the kernel build for the running CPU, and owns the per-thread workspace and the
-// thread count that the kernels use.
+// Chooses the kernel build for the running CPU, and owns the per-thread workspace that the
+// kernels use.
 #include "gengrad/dispatch.hpp"
 
 #include <atomic>
@@ -10,10 +10,6 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 namespace gengrad {
 
@@ -55,20 +51,6 @@ const IsaKernels* initial_kernels() {
 
 std::atomic<const IsaKernels*> g_kernels{initial_kernels()};
 
-int default_threads() {
-    if (const char* text = std::getenv("GENGRAD_NUM_THREADS")) {
-        const int n = std::atoi(text);
-        if (n >= 1) return n;
-    }
-#ifdef _OPENMP
-    return omp_get_num_procs();
-#else
-    return 1;
-#endif
-}
-
-std::atomic<int> g_threads{default_threads()};
-
 struct AlignedFree {
     void operator()(void* p) const { std::free(p); }
 };
@@ -106,21 +88,6 @@ const IsaKernels& select_kernels(const std::string& isa) {
     std::string known;
     for (const IsaKernels* k : all_kernels()) known += std::string(known.empty() ? "" : ", ") + k->isa;
     throw std::invalid_argument("unknown isa '" + isa + "'; expected 'auto' or one of " + known);
-}
-
-int num_threads() { return g_threads.load(std::memory_order_relaxed); }
-
-void set_num_threads(int n) {
-    if (n < 1) throw std::invalid_argument("the number of threads must be >= 1, got " + std::to_string(n));
-    g_threads = n;
-}
-
-bool openmp_enabled() {
-#ifdef _OPENMP
-    return true;
-#else
-    return false;
-#endif
 }
 
 namespace {

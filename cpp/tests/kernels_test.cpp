@@ -4,15 +4,19 @@
 // blocks, which is what the sanitizer build (GENGRAD_SANITIZE, .ci/sanitizers) is for.
 //   cmake -S . -B build/test -DGENGRAD_TESTS=ON ... && ninja -C build/test && ctest --test-dir build/test
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <random>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gengrad/dispatch.hpp"
 #include "gengrad/layout.hpp"
+#include "gengrad/parallel.hpp"
 
 namespace {
 
@@ -264,6 +268,67 @@ void test_frozen(Net& net, int64_t M) {
     }
 }
 
+// Three threads compute gradients of several blocks of samples while a fourth sets the thread
+// count 1..8 as fast as it can: every result is bitwise the one-thread result (a call reads the
+// count once; it used to re-read it per block and overrun scratch sized by the first read).
+void test_counts_changed_during_calls(Net& net) {
+    const gengrad::IsaKernels& k = gengrad::select_kernels("auto");
+    const Problem p = random_problem(net, 20000, 5, true);
+    const int threads = gengrad::num_threads();
+    gengrad::set_num_threads(1);
+    std::vector<double> expected;
+    const double expected_risk = risk_gradient(k, net, p, &expected);
+    std::atomic<bool> stop{false};
+    std::atomic<int> wrong{0};
+    std::thread changer([&] {
+        for (int n = 0; !stop; ++n) gengrad::set_num_threads(n % 8 + 1);
+    });
+    std::vector<std::thread> callers;
+    for (int c = 0; c < 3; ++c)
+        callers.emplace_back([&, mine = net]() mutable {  // spec_of writes into the Net
+            for (int i = 0; i < 4; ++i) {
+                std::vector<double> G;
+                if (risk_gradient(k, mine, p, &G) != expected_risk || G != expected) ++wrong;
+            }
+        });
+    for (std::thread& caller : callers) caller.join();
+    stop = true;
+    changer.join();
+    gengrad::set_num_threads(threads);
+    check(wrong == 0, net.name + ": " + std::to_string(wrong.load()) + " of 12 results changed with the thread count");
+}
+
+// The runtime itself: every task runs once, worker slots stay below min(threads, tasks), loops
+// inside the tasks of a loop on several threads run on their thread, and the first exception of
+// a task reaches the caller.
+void test_parallel_for() {
+    for (int threads : {1, 2, 3, 8}) {
+        const int64_t n = 1000;
+        std::vector<std::atomic<int>> runs(n);
+        std::atomic<int> bad_slot{0}, inner_total{0};
+        gengrad::parallel_for(n, threads, [&](int64_t task, int worker) {
+            ++runs[size_t(task)];
+            if (worker < 0 || worker >= threads) ++bad_slot;
+            gengrad::parallel_for(3, gengrad::call_threads(), [&](int64_t, int inner) {
+                if (threads > 1 && inner != 0) ++bad_slot;  // one thread: the inner loop may use the pool
+                ++inner_total;
+            });
+        });
+        check(std::all_of(runs.begin(), runs.end(), [](const std::atomic<int>& r) { return r == 1; }),
+              "parallel_for: a task ran other than once");
+        check(bad_slot == 0 && inner_total == 3 * n, "parallel_for: worker slots or nested loops wrong");
+        bool rethrown = false;
+        try {
+            gengrad::parallel_for(n, threads, [&](int64_t task, int) {
+                if (task == 17) throw std::runtime_error("task 17");
+            });
+        } catch (const std::runtime_error& e) {
+            rethrown = std::string(e.what()) == "task 17";
+        }
+        check(rethrown, "parallel_for: a task's exception did not reach the caller");
+    }
+}
+
 }  // namespace
 
 int main() {
@@ -285,6 +350,8 @@ int main() {
         test_frozen(net, 70);
     }
     test_builds_agree(nets[2], 20000, true);  // more than one block of samples
+    test_counts_changed_during_calls(nets[2]);
+    test_parallel_for();
     if (g_failures) {
         std::fprintf(stderr, "%d check(s) failed\n", g_failures);
         return 1;

@@ -7,35 +7,25 @@
 """
 from typing import Any
 
-from . import _core, activations, cuda, datasets, jobs, reference, sweeps
+from . import _core, activations, cuda, datasets, jobs, reference, sweeps, threads
 from .ensemble import Ensemble
 from .flow import FlowResult, flow
 from .network import Network
 from .sweeps import sweep
+from .threads import get_num_threads, set_num_threads
 from .train import TrainResult, train
 
 __version__ = "0.1.0"
+threads.register_with_threadpoolctl()
 __all__ = ["Network", "Ensemble", "activations", "reference", "sweep", "sweeps", "jobs", "cuda",
            "build_info", "set_num_threads", "get_num_threads", "select_isa", "workspace_bytes",
-           "flow", "FlowResult", "train", "TrainResult", "datasets"]
+           "flow", "FlowResult", "train", "TrainResult", "datasets", "threads"]
 
 
 def build_info() -> dict[str, Any]:
     """The compiler, the instruction sets built and supported, the one in use, threads, and
     under "cuda" whether the CUDA backend was built and how many devices it sees."""
     return {**_core.build_info(), "cuda": cuda.info()}
-
-
-def set_num_threads(n: int) -> None:
-    """Threads the core may use (default: the CPUs available). Results are bitwise identical
-    whatever the number."""
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"n must be an integer, got {n!r}")
-    _core.set_num_threads(n)
-
-
-def get_num_threads() -> int:
-    return _core.get_num_threads()
 
 
 def workspace_bytes() -> int:

@@ -215,7 +215,8 @@ def _run_on(executor: Optional[cf.Executor], fn: Job, pending: list[tuple[str, C
         except Exception as error:
             raise TypeError("fn must be picklable (a module-level function) to run in a process "
                             f"pool: {error}") from None
-        # spawn, not fork: a forked child of a process whose OpenMP pool exists can hang.
+        # spawn, not fork: gengrad's pool is made again in a forked child, but the thread pools
+        # of other libraries the parent has used (PyTorch, JAX) may hang it.
         executor = cf.ProcessPoolExecutor(_workers(max_workers, len(pending)),
                                           mp_context=multiprocessing.get_context("spawn"))
     futures = {executor.submit(_run_job, fn, config, threads): (key, config)

@@ -17,9 +17,7 @@ std::vector<std::string> supported_isas();
 const IsaKernels& kernels();
 // "auto" or a build name; throws std::invalid_argument if unknown or unsupported by the CPU.
 const IsaKernels& select_kernels(const std::string& isa);
-void set_num_threads(int n);
 // The bytes of scratch memory the kernels hold now, over all threads (reused across calls).
 std::size_t workspace_bytes();
-bool openmp_enabled();
 
 }  // namespace gengrad

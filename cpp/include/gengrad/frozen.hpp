@@ -106,14 +106,13 @@ void frozen_hidden(const NetSpec& net, const T* theta, const T* direction, const
     for (int64_t m0 = 0; m0 < M; m0 += plan.block) {
         const int64_t valid = min_of(plan.block, M - m0);
         const int64_t n_chunks = plan.chunks(valid);
-        const int nt = threads_for(forward_work(net, plan.ld) * (direction ? 2 : 1));
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-        for (int64_t chunk = 0; chunk < n_chunks; ++chunk) {
+        parallel_for(n_chunks, plan.threads_for(forward_work(net, plan.ld) * (direction ? 2 : 1)),
+                     [&](int64_t chunk, int worker) {
             const int64_t c0 = chunk * plan.kChunk;
             const int64_t c1 = min_of(c0 + plan.kChunk, round_up(valid, gemm_step<T>));
             load_inputs(net, X, m0, valid, plan, c0, c1);
             for (int64_t k = 1; k < L; ++k) {
-                forward_layer(net, maps, theta, k, m0, plan, c0, c1);
+                forward_layer(net, maps, theta, k, m0, plan, c0, c1, worker);
                 if (!direction) continue;
                 const LayerOffsets lay = layer_offsets(net.widths, k);
                 T* dz = hidden_dz + maps.at(k, m0);
@@ -122,12 +121,12 @@ void frozen_hidden(const NetSpec& net, const T* theta, const T* direction, const
                 gemm_columns(direction + lay.weight, lay.cols, 1, lay.rows, lay.cols, plan.H[k - 1], plan.ld, c0, c1,
                              TangentEpilogue<T>{direction + lay.bias, dz, slope, pattern.ld, k == 1 ? dH : nullptr,
                                                 plan.ld},
-                             plan.thread_pack());
+                             plan.worker_pack(worker));
                 if (k > 1)
                     gemm_columns(theta + lay.weight, lay.cols, 1, lay.rows, lay.cols, plan.dH[k - 1], plan.ld, c0, c1,
-                                 TangentEpilogue<T>{nullptr, dz, slope, pattern.ld, dH, plan.ld}, plan.thread_pack());
+                                 TangentEpilogue<T>{nullptr, dz, slope, pattern.ld, dH, plan.ld}, plan.worker_pack(worker));
             }
-        }
+        });
     }
 }
 
@@ -139,10 +138,10 @@ void frozen_unit_gradient(const NetSpec& net, const T* theta, const T* x, const 
     const Frozen<T> maps(net, pattern, nullptr, nullptr);
     BlockPlan<T> plan(net, 1);
     const int64_t columns = gemm_step<T>;
-    forward_chunk(net, maps, theta, x, 0, 1, plan, 0, columns, k - 1);
+    forward_chunk(net, maps, theta, x, 0, 1, plan, 0, columns, 0, k - 1);
     fill(plan.Z[k], net.widths[k] * plan.ld, T(0));
     plan.Z[k][j * plan.ld] = T(1);
-    backward_chunk(net, maps, theta, plan, 0, columns, 0, k);
+    backward_chunk(net, maps, theta, plan, 0, columns, 0, 0, k);
     const LayerOffsets lay = layer_offsets(net.widths, k);
     fill(grad, lay.bias + lay.rows, T(0));
     weight_gradient(net, plan, columns, grad, k);

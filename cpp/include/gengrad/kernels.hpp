@@ -114,7 +114,5 @@ struct IsaKernels {
 // A 64-byte aligned scratch buffer owned by the calling thread, grown on demand and reused
 // across calls, so the hot path does not allocate.
 void* thread_workspace(std::size_t bytes);
-// The number of threads the kernels may use (gengrad.set_num_threads).
-int num_threads();
 
 }  // namespace gengrad

@@ -16,14 +16,11 @@
 #include <new>
 #include <type_traits>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "gengrad/activation.hpp"
 #include "gengrad/kernels.hpp"
 #include "gengrad/layout.hpp"
 #include "gengrad/loss.hpp"
+#include "gengrad/parallel.hpp"
 #include "gengrad/simd.hpp"
 
 namespace gengrad {
@@ -211,8 +208,9 @@ struct BlockPlan {
     T* H[65];                              // H[k] for k = 1..L-1; H[0] = input
     T* dH[65];                             // tangent passes only: dH[k] for k = 1..L-1
     double* losses;                        // per sample of the block
-    T* pack;                               // per thread: packing scratch (see pack_depth)
+    T* pack;                               // per worker: packing scratch (see pack_depth)
     int64_t pack_stride;
+    int threads;  // read once per call (call_threads), at most one per chunk of a block
 
     BlockPlan(const NetSpec& net, int64_t M, bool tangent = false) : L(net.n_layers) {
         int64_t per_sample = net.widths[0] + net.widths[L];
@@ -235,7 +233,8 @@ struct BlockPlan {
             if (k >= 2 && packs(net.widths[k - 1], net.widths[k])) pack_depth = max_of(pack_depth, net.widths[k]);
         }
         pack_stride = round_up(pack_depth * min_of(kChunk, ld), lanes<T>);
-        const int64_t pack_elements = pack_stride * num_threads();
+        threads = int(min_of(call_threads(), chunks(block)));
+        const int64_t pack_elements = pack_stride * threads;
         char* base = static_cast<char*>(thread_workspace(size_t(per_sample * ld + pack_elements) * sizeof(T) +
                                                          size_t(block) * sizeof(double)));
         T* next = reinterpret_cast<T*>(base);
@@ -258,30 +257,13 @@ struct BlockPlan {
         next += pack_elements;
         losses = reinterpret_cast<double*>(next);
     }
-    // The calling thread's packing scratch (inside a parallel region: its own slice).
-    T* thread_pack() const {
-#ifdef _OPENMP
-        return pack + omp_get_thread_num() * pack_stride;
-#else
-        return pack;
-#endif
-    }
+    T* worker_pack(int worker) const { return pack + worker * pack_stride; }
     int64_t chunks(int64_t valid) const { return (round_up(valid, gemm_step<T>) + kChunk - 1) / kChunk; }
+    // Splitting a call costs a wake-up of the helpers: on an idle machine a second thread pays
+    // from about 2e5 multiply-adds; when the cores are shared (other processes, sweeps) a
+    // helper may wait for a time slice, so only calls of tens of microseconds and more split.
+    int threads_for(double multiply_adds) const { return multiply_adds < 1e6 ? 1 : threads; }
 };
-
-// Multiply-adds below which the kernels stay on one thread. On an idle machine a second thread
-// pays from about 2e5; but when the cores are shared (other processes, sweeps), a fork/join
-// waits for a time slice and small calls ran up to 200x slower (7.7 ms instead of 40 us), so
-// only calls of tens of microseconds and more are split.
-constexpr double kParallelWork = 1e6;
-
-// Inside a parallel region (an ensemble runs one network per thread) the kernels stay serial.
-inline int threads_for(double multiply_adds) {
-#ifdef _OPENMP
-    if (omp_in_parallel()) return 1;
-#endif
-    return multiply_adds < kParallelWork ? 1 : num_threads();
-}
 
 inline double forward_work(const NetSpec& net, int64_t columns) {
     double work = 0;
@@ -302,36 +284,37 @@ void load_inputs(const NetSpec& net, const T* X, int64_t m0, int64_t valid, cons
 // Z_k = W_k H_{k-1} + b_k and, for a hidden layer, H_k = a(Z_k) on the columns [c0, c1).
 template <class T, class Maps>
 void forward_layer(const NetSpec& net, const Maps& maps, const T* theta, int64_t k, int64_t m0,
-                   const BlockPlan<T>& plan, int64_t c0, int64_t c1) {
+                   const BlockPlan<T>& plan, int64_t c0, int64_t c1, int worker) {
     const LayerOffsets lay = layer_offsets(net.widths, k);
     const T* W = theta + lay.weight;
     const T* b = theta + lay.bias;
     if (k < net.n_layers)
         gemm_columns(W, lay.cols, 1, lay.rows, lay.cols, plan.H[k - 1], plan.ld, c0, c1,
-                     maps.forward(k, b, plan.Z[k], plan.H[k], plan.ld, m0), plan.thread_pack());
+                     maps.forward(k, b, plan.Z[k], plan.H[k], plan.ld, m0), plan.worker_pack(worker));
     else
         gemm_columns(W, lay.cols, 1, lay.rows, lay.cols, plan.H[k - 1], plan.ld, c0, c1,
-                     OutputEpilogue<T>{b, plan.Z[k], plan.ld}, plan.thread_pack());
+                     OutputEpilogue<T>{b, plan.Z[k], plan.ld}, plan.worker_pack(worker));
 }
 
 // Forward pass of the columns [c0, c1) of a block whose first sample is X row m0 with `valid`
-// real samples, through layer k_end (default: the output layer).
+// real samples, through layer k_end (default: the output layer), by the loop's worker `worker`.
 template <class T, class Maps>
 void forward_chunk(const NetSpec& net, const Maps& maps, const T* theta, const T* X, int64_t m0,
-                   int64_t valid, const BlockPlan<T>& plan, int64_t c0, int64_t c1, int64_t k_end = -1) {
+                   int64_t valid, const BlockPlan<T>& plan, int64_t c0, int64_t c1, int worker, int64_t k_end = -1) {
     load_inputs(net, X, m0, valid, plan, c0, c1);
-    for (int64_t k = 1; k <= (k_end < 0 ? net.n_layers : k_end); ++k) forward_layer(net, maps, theta, k, m0, plan, c0, c1);
+    for (int64_t k = 1; k <= (k_end < 0 ? net.n_layers : k_end); ++k)
+        forward_layer(net, maps, theta, k, m0, plan, c0, c1, worker);
 }
 
 // D_{k-1} = (W_k^T D_k) (.) a'(Z_{k-1}) for k = k_top..2, D_{k_top} given in Z[k_top].
 template <class T, class Maps>
 void backward_chunk(const NetSpec& net, const Maps& maps, const T* theta, const BlockPlan<T>& plan,
-                    int64_t c0, int64_t c1, int64_t m0, int64_t k_top = -1) {
+                    int64_t c0, int64_t c1, int64_t m0, int worker, int64_t k_top = -1) {
     for (int64_t k = k_top < 0 ? net.n_layers : k_top; k >= 2; --k) {
         const LayerOffsets lay = layer_offsets(net.widths, k);
         // D_{k-1} = W_k^T D_k: A(i, p) = W_k[p, i]
         gemm_columns(theta + lay.weight, 1, lay.cols, lay.cols, lay.rows, plan.Z[k], plan.ld, c0, c1,
-                     maps.backward(k - 1, plan.Z[k - 1], plan.ld, m0), plan.thread_pack());
+                     maps.backward(k - 1, plan.Z[k - 1], plan.ld, m0), plan.worker_pack(worker));
     }
 }
 
@@ -343,9 +326,7 @@ void weight_gradient(const NetSpec& net, const BlockPlan<T>& plan, int64_t colum
     if (k_top < 0) k_top = net.n_layers;
     int64_t tasks = 0;
     for (int64_t k = 1; k <= k_top; ++k) tasks += (net.widths[k] + kDotRows - 1) / kDotRows;
-    const int nt = threads_for(forward_work(net, columns));
-#pragma omp parallel for schedule(dynamic) num_threads(nt) if (nt > 1)
-    for (int64_t task = 0; task < tasks; ++task) {
+    parallel_for(tasks, plan.threads_for(forward_work(net, columns)), [&](int64_t task, int) {
         int64_t k = 1, tile = task;
         for (int64_t t; tile >= (t = (net.widths[k] + kDotRows - 1) / kDotRows); tile -= t) ++k;
         const LayerOffsets lay = layer_offsets(net.widths, k);
@@ -359,7 +340,7 @@ void weight_gradient(const NetSpec& net, const BlockPlan<T>& plan, int64_t colum
         }
         for (int64_t i = i0; i < min_of(i0 + kDotRows, lay.rows); ++i)
             grad[lay.bias + i] += row_sum(plan.Z[k] + i * plan.ld, columns);
-    }
+    });
 }
 
 // The risk sum_m w_m loss(z_m, y_m) and, unless grad is null, its gradient for the network whose
@@ -375,18 +356,16 @@ double maps_risk_gradient(const NetSpec& net, const Maps& maps, const T* theta, 
     for (int64_t m0 = 0; m0 < batch.M; m0 += plan.block) {
         const int64_t valid = min_of(plan.block, batch.M - m0);
         const int64_t n_chunks = plan.chunks(valid);
-        const int nt = threads_for(forward_work(net, plan.ld) * (grad ? 2 : 1));
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-        for (int64_t chunk = 0; chunk < n_chunks; ++chunk) {
+        parallel_for(n_chunks, plan.threads_for(forward_work(net, plan.ld) * (grad ? 2 : 1)), [&](int64_t chunk, int worker) {
             const int64_t c0 = chunk * plan.kChunk;
             const int64_t c1 = min_of(c0 + plan.kChunk, round_up(valid, gemm_step<T>));
-            forward_chunk(net, maps, theta, batch.X, m0, valid, plan, c0, c1);
+            forward_chunk(net, maps, theta, batch.X, m0, valid, plan, c0, c1, worker);
             const int64_t real_end = min_of(c1, valid);
             block_losses(net.loss, plan.Z[L], plan.ld, lL, batch.Y + m0 * lL, weight ? weight + m0 : nullptr,
                          uniform, c0, real_end, plan.losses, grad != nullptr);
             for (int64_t j = 0; j < lL; ++j) fill(plan.Z[L] + j * plan.ld + real_end, c1 - real_end, T(0));
-            if (grad) backward_chunk(net, maps, theta, plan, c0, c1, m0);
-        }
+            if (grad) backward_chunk(net, maps, theta, plan, c0, c1, m0, worker);
+        });
         for (int64_t c = 0; c < valid; ++c) risk += double(weight ? weight[m0 + c] : uniform) * plan.losses[c];
         if (grad) weight_gradient(net, plan, round_up(valid, gemm_step<T>), grad);
     }
@@ -404,20 +383,11 @@ template <class T, class Act>
 void ensemble_risk_gradient(const NetSpec& net, const Act& act, const T* thetas, int64_t n,
                             const EnsembleBatch<T>& b, double* risks, T* grads) {
     const int64_t d = parameter_dim(net.widths, net.n_layers);
-    const int nt = n > 1 ? num_threads() : 1;
-    bool failed = false;  // an exception must not leave the parallel region
-#pragma omp parallel for schedule(dynamic) num_threads(nt) if (nt > 1)
-    for (int64_t i = 0; i < n; ++i) {
+    parallel_for(n, call_threads(), [&](int64_t i, int) {
         const Batch<T> batch{b.X + i * b.x_stride, b.Y + i * b.y_stride,
                              b.weight ? b.weight + i * b.weight_stride : nullptr, b.M};
-        try {
-            risks[i] = risk_gradient(net, act, thetas + i * d, batch, grads ? grads + i * d : nullptr);
-        } catch (...) {
-#pragma omp atomic write
-            failed = true;
-        }
-    }
-    if (failed) throw std::bad_alloc();  // the only exception the kernels raise
+        risks[i] = risk_gradient(net, act, thetas + i * d, batch, grads ? grads + i * d : nullptr);
+    });
 }
 
 // The pre-activations z^k of layers k = first..L for every sample, written sample-major:
@@ -432,18 +402,16 @@ void pre_activations(const NetSpec& net, const Act& act, const T* theta, const T
     for (int64_t m0 = 0; m0 < M; m0 += plan.block) {
         const int64_t valid = min_of(plan.block, M - m0);
         const int64_t n_chunks = plan.chunks(valid);
-        const int nt = threads_for(forward_work(net, plan.ld));
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-        for (int64_t chunk = 0; chunk < n_chunks; ++chunk) {
+        parallel_for(n_chunks, plan.threads_for(forward_work(net, plan.ld)), [&](int64_t chunk, int worker) {
             const int64_t c0 = chunk * plan.kChunk;
             const int64_t c1 = min_of(c0 + plan.kChunk, round_up(valid, gemm_step<T>));
-            forward_chunk(net, Pointwise<T, Act>{act}, theta, X, m0, valid, plan, c0, c1);
+            forward_chunk(net, Pointwise<T, Act>{act}, theta, X, m0, valid, plan, c0, c1, worker);
             for (int64_t c = c0; c < min_of(c1, valid); ++c) {
                 T* dst = out + (m0 + c) * row;
                 for (int64_t k = first; k <= L; ++k)
                     for (int64_t j = 0; j < net.widths[k]; ++j) *dst++ = plan.Z[k][j * plan.ld + c];
             }
-        }
+        });
     }
 }
 
@@ -455,20 +423,17 @@ void kink_counts(const NetSpec& net, const Act& act, const T* theta, const T* X,
     for (int64_t m0 = 0; m0 < M; m0 += plan.block) {
         const int64_t valid = min_of(plan.block, M - m0);
         const int64_t n_chunks = plan.chunks(valid);
-        const int nt = threads_for(forward_work(net, plan.ld));
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-        for (int64_t chunk = 0; chunk < n_chunks; ++chunk) {
+        parallel_for(n_chunks, plan.threads_for(forward_work(net, plan.ld)), [&](int64_t chunk, int worker) {
             const int64_t c0 = chunk * plan.kChunk;
             const int64_t c1 = min_of(c0 + plan.kChunk, round_up(valid, gemm_step<T>));
-            forward_chunk(net, Pointwise<T, Act>{act}, theta, X, m0, valid, plan, c0, c1);
+            forward_chunk(net, Pointwise<T, Act>{act}, theta, X, m0, valid, plan, c0, c1, worker);
             for (int64_t k = 1; k < L; ++k) {
                 int64_t hits = 0;
                 for (int64_t i = 0; i < net.widths[k]; ++i)
                     for (int64_t c = c0; c < min_of(c1, valid); ++c) hits += act.is_kink(plan.Z[k][i * plan.ld + c]);
-#pragma omp atomic
-                counts[k - 1] += hits;
+                __atomic_fetch_add(&counts[k - 1], hits, __ATOMIC_RELAXED);
             }
-        }
+        });
     }
 }
 

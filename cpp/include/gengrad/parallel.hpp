@@ -1,0 +1,46 @@
+// The core's thread runtime (cpp/src/parallel.cpp): one pool of helper threads per process.
+//
+// A parallel loop hands out its tasks one at a time from a shared counter, and the calling
+// thread takes tasks too; so when the cores are shared with other processes, a helper that is
+// not scheduled just takes fewer tasks, and nobody waits at a barrier for a thread that never
+// started. The caller waits only for tasks already begun. Which thread runs a task never
+// changes a result: every task writes its own outputs.
+//
+// Every call reads the thread count once (call_threads) and sizes its scratch with it, so
+// set_num_threads may run on any thread at any time. The pool is made again, lazily, in a forked
+// child (whose copy has no helper threads). A loop started inside a task runs on its thread.
+#pragma once
+#include <cstdint>
+
+namespace gengrad {
+
+// The most threads set_num_threads and GENGRAD_NUM_THREADS accept.
+constexpr int kMaxThreads = 1024;
+
+// The number of threads the kernels may use: GENGRAD_NUM_THREADS at import, else the CPUs this
+// process may run on; set_num_threads throws std::invalid_argument outside [1, kMaxThreads].
+int num_threads();
+void set_num_threads(int n);
+// Reads GENGRAD_NUM_THREADS; throws std::invalid_argument naming it if it is set but not an
+// integer in [1, kMaxThreads]. Called once at import (and by default_threads).
+int threads_from_environment();
+
+// The threads a call starting now may use: num_threads(), or 1 inside a task of a parallel loop.
+int call_threads();
+
+// Runs body(context, task, worker) for task = 0..n_tasks-1 on at most `threads` threads; worker
+// in [0, min(threads, n_tasks)) names the thread's slot (0: the caller), for per-thread scratch.
+// The first exception a task throws is rethrown here once every begun task has finished; the
+// tasks not begun are skipped.
+using TaskFunction = void (*)(void* context, int64_t task, int worker);
+void run_tasks(int64_t n_tasks, int threads, TaskFunction body, void* context);
+
+template <class Body>
+void parallel_for(int64_t n_tasks, int threads, const Body& body) {
+    run_tasks(
+        n_tasks, threads,
+        [](void* context, int64_t task, int worker) { (*static_cast<const Body*>(context))(task, worker); },
+        const_cast<void*>(static_cast<const void*>(&body)));
+}
+
+}  // namespace gengrad

@@ -1,0 +1,230 @@
+// The thread runtime (gengrad/parallel.hpp).
+//
+// Measured on a 2-core machine with another process spinning on one core: OpenMP's static
+// schedule and barrier made two threads 2-7x slower than one, because half of the work waited
+// for a thread that had no core. Here the tasks are claimed one by one and the caller works too.
+#include "gengrad/parallel.hpp"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+
+namespace gengrad {
+
+namespace {
+
+// How long an idle helper spins before it sleeps: calls that follow each other closely (a
+// training loop, the steps of a flow) find it awake, and an idle process stops using the CPU
+// after this long.
+constexpr auto kSpin = std::chrono::microseconds(50);
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#else
+    std::this_thread::yield();
+#endif
+}
+
+thread_local bool t_in_task = false;
+
+struct Job {
+    TaskFunction body;
+    void* context;
+    int64_t n_tasks;
+    int workers;
+    std::atomic<int64_t> next_task{0};
+    std::atomic<int> next_worker{1};  // slot 0 is the caller's
+    std::atomic<bool> failed{false};
+    std::exception_ptr error;  // written by the thread that set `failed`
+};
+
+// Loops started by the tasks run on their thread when the job has helpers (`nested_serial`); a job
+// that runs alone on its caller leaves them the threads.
+void work_on(Job& job, int worker, bool nested_serial) {
+    const bool was_in_task = t_in_task;
+    t_in_task = nested_serial;
+    for (int64_t task; !job.failed.load(std::memory_order_relaxed) &&
+                       (task = job.next_task.fetch_add(1, std::memory_order_relaxed)) < job.n_tasks;) {
+        try {
+            job.body(job.context, task, worker);
+        } catch (...) {
+            if (!job.failed.exchange(true)) job.error = std::current_exception();
+        }
+    }
+    t_in_task = was_in_task;
+}
+
+class Pool {
+public:
+    // Runs the job with the pool's helpers, or returns false at once if another thread's job
+    // holds the pool (the caller then runs its tasks alone).
+    bool run(Job& job) {
+        std::unique_lock<std::mutex> lock(submit_, std::try_to_lock);
+        if (!lock) return false;
+        job.workers = 1 + add_helpers(job.workers - 1);
+        current_.store(&job);
+        {
+            std::lock_guard<std::mutex> guard(sleep_mutex_);
+            epoch_.fetch_add(1);
+            if (sleepers_ > 0) wake_.notify_all();
+        }
+        work_on(job, 0, true);
+        // Helpers that saw the job before it was withdrawn are counted in inside_; the others
+        // will find current_ empty. The job lives on the caller's stack: wait for the former.
+        current_.store(nullptr);
+        for (int spins = 0; inside_.load() != 0; ++spins) {
+            if (spins < 4096)
+                cpu_relax();
+            else
+                std::this_thread::yield();
+        }
+        return true;
+    }
+
+private:
+    // Starts helpers until there are `wanted` (or the system refuses more); returns how many
+    // there are, at most `wanted`.
+    int add_helpers(int wanted) {
+        while (helpers_ < wanted) {
+            try {
+                std::thread(&Pool::helper_loop, this).detach();
+            } catch (const std::system_error&) {
+                break;
+            }
+            ++helpers_;
+        }
+        return helpers_ < wanted ? helpers_ : wanted;
+    }
+
+    void helper_loop() {
+        uint64_t seen = epoch_.load();
+        for (;;) {
+            const auto start = std::chrono::steady_clock::now();
+            for (int spins = 1; epoch_.load(std::memory_order_acquire) == seen; ++spins) {
+                if (spins % 64 == 0 && std::chrono::steady_clock::now() - start > kSpin) {
+                    std::unique_lock<std::mutex> lock(sleep_mutex_);
+                    ++sleepers_;
+                    wake_.wait(lock, [&] { return epoch_.load() != seen; });
+                    --sleepers_;
+                    break;
+                }
+                cpu_relax();
+            }
+            seen = epoch_.load();
+            inside_.fetch_add(1);
+            if (Job* job = current_.load()) {
+                const int worker = job->next_worker.fetch_add(1);
+                if (worker < job->workers) work_on(*job, worker, true);
+            }
+            inside_.fetch_sub(1);
+        }
+    }
+
+    std::mutex submit_;  // one job at a time
+    int helpers_ = 0;    // guarded by submit_
+    std::atomic<Job*> current_{nullptr};
+    std::atomic<int> inside_{0};
+    std::atomic<uint64_t> epoch_{0};
+    std::mutex sleep_mutex_;
+    std::condition_variable wake_;
+    int sleepers_ = 0;  // guarded by sleep_mutex_
+};
+
+// Never freed: detached helpers use it until the process ends. A forked child gets a new one
+// (its copy of the old one has locks that threads of the parent may have held, and no helpers).
+std::atomic<Pool*> g_pool{nullptr};
+
+Pool& pool() {
+    Pool* current = g_pool.load();
+    if (current) return *current;
+    Pool* fresh = new Pool;
+    if (g_pool.compare_exchange_strong(current, fresh)) return *fresh;
+    delete fresh;  // another thread made one first; this one has no helpers yet
+    return *current;
+}
+
+[[maybe_unused]] const int g_atfork_registered = pthread_atfork(nullptr, nullptr, [] { g_pool.store(nullptr); });
+
+int available_cpus() {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
+    const unsigned n = std::thread::hardware_concurrency();
+    return n > 0 ? int(n) : 1;
+}
+
+std::string out_of_range(const std::string& what) {
+    return what + ": expected an integer from 1 to " + std::to_string(kMaxThreads);
+}
+
+int default_threads() {
+    const int from_environment = threads_from_environment();
+    if (from_environment > 0) return from_environment;
+    const int cpus = available_cpus();
+    return cpus < kMaxThreads ? cpus : kMaxThreads;
+}
+
+std::atomic<int> g_threads{0};  // 0: not read yet (the environment is read on first use)
+
+}  // namespace
+
+int threads_from_environment() {
+    const char* text = std::getenv("GENGRAD_NUM_THREADS");
+    if (!text || !*text) return 0;
+    errno = 0;
+    char* end = nullptr;
+    const long long n = std::strtoll(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || n < 1 || n > kMaxThreads)
+        throw std::invalid_argument(out_of_range("GENGRAD_NUM_THREADS='" + std::string(text) + "'"));
+    return int(n);
+}
+
+int num_threads() {
+    int n = g_threads.load(std::memory_order_relaxed);
+    if (n == 0) {
+        int unset = 0;
+        int chosen;
+        try {
+            chosen = default_threads();
+        } catch (const std::invalid_argument&) {
+            chosen = 1;  // reported at import; never a throw from inside a kernel
+        }
+        g_threads.compare_exchange_strong(unset, chosen);
+        n = g_threads.load(std::memory_order_relaxed);
+    }
+    return n;
+}
+
+void set_num_threads(int n) {
+    if (n < 1 || n > kMaxThreads) throw std::invalid_argument(out_of_range("n = " + std::to_string(n)));
+    g_threads.store(n, std::memory_order_relaxed);
+}
+
+int call_threads() { return t_in_task ? 1 : num_threads(); }
+
+void run_tasks(int64_t n_tasks, int threads, TaskFunction body, void* context) {
+    if (n_tasks <= 0) return;
+    Job job{body, context, n_tasks, int(threads < n_tasks ? threads : n_tasks)};
+    if (job.workers <= 1 || !pool().run(job)) work_on(job, 0, false);
+    if (job.error) std::rethrow_exception(job.error);
+}
+
+}  // namespace gengrad
+
+// For threadpoolctl (gengrad/_threadpoolctl.py), which finds the library by these names and calls
+// them through ctypes: no C++ exception may leave, so a count out of range is clamped.
+extern "C" __attribute__((visibility("default"))) int gengrad_get_num_threads() { return gengrad::num_threads(); }
+extern "C" __attribute__((visibility("default"))) void gengrad_set_num_threads(int n) {
+    gengrad::set_num_threads(n < 1 ? 1 : n > gengrad::kMaxThreads ? gengrad::kMaxThreads : n);
+}

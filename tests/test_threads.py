@@ -1,0 +1,213 @@
+"""The thread runtime (cpp/src/parallel.cpp, gengrad.threads): counts changed from any thread at
+any time, counts out of range, fork and spawn children, threadpoolctl, and results bitwise the
+same for every count. The calls here are large enough to be split (at least 1e6 multiply-adds;
+smaller ones stay on one thread), so the pool really runs them."""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import gengrad
+
+WIDTHS = (8, 64, 64, 1)  # 2048 samples: 9.5e6 multiply-adds a pass, 32 chunks of 64 samples
+
+
+def problem(seed=0, M=2048):
+    net = gengrad.Network(WIDTHS, "relu")
+    rng = np.random.default_rng(seed)
+    X = rng.integers(-2, 3, size=(M, WIDTHS[0])).astype(float)  # integer data: units on kinks too
+    return net, net.init(seed=seed), X, rng.normal(size=(M, 1))
+
+
+@pytest.fixture
+def restore_threads():
+    before = gengrad.get_num_threads()
+    yield
+    gengrad.set_num_threads(before)
+
+
+def test_results_are_bitwise_the_same_for_every_count(restore_threads):
+    net, theta, X, Y = problem()
+    ensemble = gengrad.Ensemble(WIDTHS, 5, "relu")
+    thetas = ensemble.init(seed=1)
+    results = []
+    for n in (1, 2, 3, 8, 64):
+        gengrad.set_num_threads(n)
+        results.append((net.risk_and_gradient(theta, X, Y), net.kink_counts(theta, X), net.forward(theta, X),
+                        ensemble.risk_and_gradient(thetas, X[:300], Y[:300])))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+                assert np.array_equal(x, y)
+
+
+def test_counts_changed_by_other_threads_during_calls(restore_threads):
+    """Four threads call the core (single networks, ensembles, a flow) while another sets the
+    count to 1..8 as fast as it can: every result is bitwise the serial one. The runtime used to
+    size scratch with the count at a call's start and read it again per block: wrong results
+    and heap corruption."""
+    net, theta, X, Y = problem(M=9000)  # three blocks of samples
+    ensemble = gengrad.Ensemble(WIDTHS, 4, "relu")
+    thetas = ensemble.init(seed=2)
+    flow_net = gengrad.Network((1, 16, 1), "relu")
+    xs = np.linspace(-1, 1, 64)[:, None]
+    gengrad.set_num_threads(1)
+    expected = {"single": net.risk_and_gradient(theta, X, Y)[1],
+                "ensemble": ensemble.risk_and_gradient(thetas, X[:500], Y[:500])[1],
+                "flow": gengrad.flow(flow_net, flow_net.init(seed=0), xs, np.sin(3 * xs), 2.0,
+                                     save_steps=False).theta_final}
+    calls = {"single": lambda: net.risk_and_gradient(theta, X, Y)[1],
+             "ensemble": lambda: ensemble.risk_and_gradient(thetas, X[:500], Y[:500])[1],
+             "flow": lambda: gengrad.flow(flow_net, flow_net.init(seed=0), xs, np.sin(3 * xs), 2.0,
+                                          save_steps=False).theta_final}
+    stop = threading.Event()
+
+    def churn():
+        n = 0
+        while not stop.is_set():
+            gengrad.set_num_threads(n % 8 + 1)
+            n += 1
+
+    def caller(name):
+        return all(np.array_equal(calls[name](), expected[name]) for _ in range(15))
+
+    changer = threading.Thread(target=churn)
+    changer.start()
+    try:
+        with cf.ThreadPoolExecutor(4) as pool:
+            outcomes = list(pool.map(caller, ["single", "ensemble", "single", "flow"]))
+    finally:
+        stop.set()
+        changer.join()
+    assert outcomes == [True] * 4
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1025, 100_000, 2**31 - 1, 2**70])
+def test_counts_out_of_range_are_refused(bad, restore_threads):
+    with pytest.raises(ValueError, match=f"n must be an integer from 1 to {gengrad.threads.MAX_THREADS}"):
+        gengrad.set_num_threads(bad)
+    with pytest.raises(TypeError, match="n must be an integer"):
+        gengrad.set_num_threads(2.0)
+
+
+def test_the_largest_count_runs(restore_threads):
+    """MAX_THREADS threads asked for: a call uses at most one per task (here 32 chunks)."""
+    net, theta, X, Y = problem()
+    gengrad.set_num_threads(1)
+    expected = net.risk_and_gradient(theta, X, Y)[1]
+    gengrad.set_num_threads(gengrad.threads.MAX_THREADS)
+    assert np.array_equal(net.risk_and_gradient(theta, X, Y)[1], expected)
+
+
+def run_python(code, **env):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **env})
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-3", "2.5", "99999999999", "1025", "4x"])
+def test_environment_variable_out_of_range_fails_the_import_naming_it(value):
+    done = run_python("import gengrad", GENGRAD_NUM_THREADS=value)
+    assert done.returncode != 0
+    assert f"GENGRAD_NUM_THREADS='{value}': expected an integer from 1 to" in done.stderr
+
+
+def test_environment_variable_sets_the_count():
+    done = run_python("import gengrad; print(gengrad.get_num_threads())", GENGRAD_NUM_THREADS="3")
+    assert done.returncode == 0 and done.stdout.strip() == "3", done.stderr
+
+
+def gradient_in_child(seed):
+    net, theta, X, Y = problem(seed)
+    gengrad.set_num_threads(2)
+    return net.risk_and_gradient(theta, X, Y)[1]
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_children_compute_after_the_parent_used_its_pool(method, restore_threads):
+    """A forked child's copy of the pool has no threads: it makes a new one (the OpenMP runtime
+    deadlocked there)."""
+    gengrad.set_num_threads(2)
+    expected = [gradient_in_child(seed) for seed in range(3)]  # the parent's pool now exists
+    pool = multiprocessing.get_context(method).Pool(2)
+    try:  # a deadlocked child fails the test instead of hanging it
+        results = pool.map_async(gradient_in_child, range(3)).get(timeout=120)
+    finally:
+        pool.terminate()
+    assert all(np.array_equal(a, b) for a, b in zip(results, expected))
+
+
+def exit_code_within(pid, seconds):
+    """The child's exit code, or None after killing it if it has not ended within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
+
+
+def test_a_fork_in_the_middle_of_parallel_calls_of_another_thread(restore_threads):
+    """fork() while another thread is inside a parallel call: the child's copies of the pool's
+    locks may be held, so it must not use them."""
+    gengrad.set_num_threads(2)
+    net, theta, X, Y = problem()
+    expected = net.risk_and_gradient(theta, X, Y)[1]
+    stop = threading.Event()
+
+    def busy():
+        while not stop.is_set():
+            net.risk_and_gradient(theta, X, Y)
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    try:
+        for _ in range(5):
+            pid = os.fork()
+            if pid == 0:  # the child: exit code 0 if the gradient is right
+                ok = np.array_equal(net.risk_and_gradient(theta, X, Y)[1], expected)
+                os._exit(0 if ok else 1)
+            assert exit_code_within(pid, 60) == 0
+    finally:
+        stop.set()
+        worker.join()
+
+
+def sweep_job(config):
+    net, theta, X, Y = problem(config["seed"])
+    return {"gradient": net.risk_and_gradient(theta, X, Y)[1], "threads": gengrad.get_num_threads()}
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_sweeps_with_several_threads_per_job(method, restore_threads):
+    gengrad.set_num_threads(2)
+    gradient_in_child(0)
+    context = multiprocessing.get_context(method)
+    with cf.ProcessPoolExecutor(2, mp_context=context) as pool:
+        table = gengrad.sweep(sweep_job, [{"seed": s} for s in range(4)], pool, threads_per_job=2)
+    for seed, gradient, threads in zip(table["seed"], table["gradient"], table["threads"]):
+        assert threads == 2 and np.array_equal(gradient, gradient_in_child(int(seed)))
+
+
+def test_threadpoolctl_sees_and_limits_the_pool(restore_threads):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    gengrad.set_num_threads(2)
+    [info] = [lib for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "gengrad"]
+    assert info["num_threads"] == 2 and info["version"] == gengrad.__version__
+    with threadpoolctl.threadpool_limits(limits=1):
+        assert gengrad.get_num_threads() == 1
+    assert gengrad.get_num_threads() == 2
+    with threadpoolctl.threadpool_limits(limits=1, user_api="gengrad"):
+        assert gengrad.get_num_threads() == 1
+    assert gengrad.get_num_threads() == 2
