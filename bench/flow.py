@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from run import neighbour  # bench/run.py, beside this script
 
 import gengrad
 
@@ -103,17 +104,24 @@ def gengrad_solver(p, rtol, method="auto"):
     return solve
 
 
+def counted_field(gradient, over):
+    """theta' = -gradient(theta) as a right-hand side (t, theta) that counts its calls and stops
+    the run once `over()` says the budget is spent; returns it and the count's cell."""
+    calls = [0]
+
+    def field(_, theta):
+        calls[0] += 1
+        if calls[0] % 100 == 0 and over():
+            raise OutOfTime(calls[0])
+        return -gradient(theta)
+    return field, calls
+
+
 def scipy_solver(p, rtol, method):
     from scipy.integrate import solve_ivp
 
     def solve(over):
-        calls = [0]
-
-        def field(_, theta):
-            calls[0] += 1
-            if calls[0] % 100 == 0 and over():
-                raise OutOfTime(calls[0])
-            return -p.net.gradient(theta, p.X, p.Y)
+        field, calls = counted_field(lambda theta: p.net.gradient(theta, p.X, p.Y), over)
         sol = solve_ivp(field, (0.0, p.t_end), p.theta0, method=method, rtol=rtol, atol=rtol * 1e-2)
         return sol.y[:, -1], calls[0], "" if sol.success else sol.message
     return solve
@@ -141,17 +149,13 @@ def torchdiffeq_solver(p, rtol, method):
     from torchdiffeq import odeint
     risk = network_risk(p, torch.from_numpy, torch.relu, lambda h: torch.log_softmax(h, dim=1))
 
-    def solve(over):
-        calls = [0]
+    def gradient(theta):
+        with torch.enable_grad():
+            theta = theta.detach().requires_grad_(True)
+            return torch.autograd.grad(risk(theta), theta)[0]
 
-        def field(_, theta):
-            calls[0] += 1
-            if calls[0] % 100 == 0 and over():
-                raise OutOfTime(calls[0])
-            with torch.enable_grad():
-                theta = theta.detach().requires_grad_(True)
-                grad, = torch.autograd.grad(risk(theta), theta)
-            return -grad
+    def solve(over):
+        field, calls = counted_field(gradient, over)
         y0 = torch.from_numpy(p.theta0.copy())
         ys = odeint(field, y0, torch.tensor([0.0, p.t_end], dtype=torch.float64), rtol=rtol, atol=rtol * 1e-2,
                     method=method)
@@ -278,20 +282,13 @@ def ensemble_timing(n=1000):
     thetas = ensemble.init(seed=0)
     rows = {}
     for label, busy in (("quiet", False), ("busy neighbour", True)):
-        neighbour = None
-        if busy:  # one other process spinning on a core, as on a shared machine
-            import subprocess
-            neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        try:
+        with neighbour(busy):
             start = time.perf_counter()
             loop = [gengrad.flow(ensemble.network, t, X, Y, 20.0, save_steps=False) for t in thetas]
             loop_seconds = time.perf_counter() - start
             start = time.perf_counter()
             together = gengrad.flow(ensemble, thetas, X, Y, 20.0, save_steps=False)
             ensemble_seconds = time.perf_counter() - start
-        finally:
-            if neighbour is not None:
-                neighbour.kill()
         same = all(np.array_equal(a.theta_final, b.theta_final) for a, b in zip(loop, together))
         rows[label] = dict(loop=loop_seconds, ensemble=ensemble_seconds, speedup=loop_seconds / ensemble_seconds,
                            bitwise_equal=same)

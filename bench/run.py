@@ -6,7 +6,10 @@ outputs of (z - y)^2, averaged over samples) of a ReLU MLP and reports medians a
 fraction of the machine's measured matrix-multiply rate.
 
     python bench/run.py [--dtype float32|float64] [--json FILE] [--plot FILE] [--quick]
-                        [--only cases,ensemble,overhead,sweep]
+                        [--only cases,ensemble,overhead,sweep,busy]
+
+"busy" times the BUSY_CASES quiet and with one other process spinning on a core (a shared
+machine): gengrad with its default threads and with one, PyTorch and JAX with theirs.
 """
 from __future__ import annotations
 
@@ -15,8 +18,11 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -30,6 +36,11 @@ CASES = [
     ((784, 512, 512, 10), 1024),
 ]
 ENSEMBLE = ((1, 32, 32, 1), 1024, 256)  # widths, networks, samples
+BUSY_CASES = [
+    ((3, 64, 64, 64, 1), 512),
+    ((64, 64, 10), 1347),  # the shape of scikit-learn's digits
+    ((64, 256, 256, 256, 10), 1024),
+]
 SWEEP_WIDTHS = [16, 32, 64, 128, 256, 512]
 SWEEP_BATCHES = [64, 256, 1024, 4096]
 
@@ -201,6 +212,54 @@ PEER_CASES = {"torch": torch_case, "jax": jax_case}
 PEER_ENSEMBLES = {"torch": torch_ensemble, "jax": jax_ensemble}
 
 
+@contextmanager
+def neighbour(busy: bool = True):
+    """One other process spinning on a core while the block runs, as on a shared machine."""
+    process = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    try:
+        time.sleep(0.2 if busy else 0)  # let it start spinning
+        yield
+    finally:
+        if process is not None:
+            process.kill()
+            process.wait()
+
+
+def on_one_thread(fn):
+    def call():
+        before = gengrad.get_num_threads()
+        gengrad.set_num_threads(1)
+        try:
+            return fn()
+        finally:
+            gengrad.set_num_threads(before)
+    return call
+
+
+def busy_rows(single, budget):
+    """Each BUSY_CASE quiet and beside a spinning process; ratios are peer time / gengrad's."""
+    print(f"\nquiet and with a busy neighbour (gengrad: {gengrad.get_num_threads()} threads, and 1)")
+    print(f"{'case':>30} {'load':>6} {'gengrad':>10} {'1 thread':>10} {'torch':>10} {'ratio':>6} "
+          f"{'jax':>10} {'ratio':>6}")
+    rows = []
+    for widths, M in BUSY_CASES:
+        fns = single(widths, M)
+        fns["gengrad_1_thread"] = on_one_thread(fns["gengrad"])
+        for busy in (False, True):
+            with neighbour(busy):
+                timed = {name: median_seconds(fn, budget=budget) for name, fn in fns.items() if fn is not None}
+            row = {"case": f"{widths} @{M}", "busy": busy, **{f"{k}_s": v for k, v in timed.items()}}
+            line = (f"{row['case']:>30} {'busy' if busy else 'quiet':>6} {timed['gengrad'] * 1e3:>8.2f}ms "
+                    f"{timed['gengrad_1_thread'] * 1e3:>8.2f}ms")
+            for peer in ("torch", "jax"):
+                if peer in timed:
+                    row[f"{peer}_ratio"] = timed[peer] / timed["gengrad"]
+                    line += f" {timed[peer] * 1e3:>8.2f}ms {row[f'{peer}_ratio']:>5.2f}x"
+            print(line, flush=True)
+            rows.append(row)
+    return rows
+
+
 def matmul_peak(dtype) -> dict:
     """GFLOP/s of a 2048^3 matrix product by NumPy (OpenBLAS) and PyTorch, all threads."""
     n = 2048
@@ -240,7 +299,7 @@ def main(argv=None):
     parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--plot", help="draw time against width (the sweep) into this image")
     parser.add_argument("--quick", action="store_true", help="shorter measurements")
-    parser.add_argument("--only", default="cases,ensemble,overhead,sweep",
+    parser.add_argument("--only", default="cases,ensemble,overhead,sweep,busy",
                         help="comma-separated parts to run")
     parser.add_argument("--peers", default="torch,jax",
                         help="comma-separated peers to time beside gengrad (torch, jax, or none). "
@@ -292,6 +351,8 @@ def main(argv=None):
         print(f"\nper-call time of widths (1,1,1), 1 sample: Python API {python_call * 1e6:.2f} us, "
               f"compiled core alone {core_call * 1e6:.2f} us")
         report["overhead"] = {"python_api_s": python_call, "core_s": core_call}
+    if "busy" in parts:
+        report["busy"] = busy_rows(single, budget)
     if "sweep" in parts:
         print("\nsweep: widths (w, w, w, 1) at 1024 samples, then (32, 32, 32, 1) over samples\n" + header)
         sweep = []
