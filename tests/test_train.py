@@ -169,7 +169,9 @@ def test_summary_mentions_the_risks():
     (dict(Y=np.zeros((5, 2))), ValueError, "Y must have one row per sample"),
     (dict(sample_weight=np.ones(3)), ValueError, "sample_weight must have shape"),
     (dict(X_val=np.zeros((2, 3))), ValueError, "X_val given without Y_val"),
-    (dict(resume="/nonexistent/run.npz"), ValueError, "cannot read checkpoint"),
+    (dict(resume="/nonexistent/run.npz"), ValueError, "does not exist"),
+    (dict(checkpoint="/nonexistent/run.npz"), ValueError, "checkpoint: the folder '/nonexistent' does not exist"),
+    (dict(callback=3), TypeError, "callback must be callable"),
 ])
 def test_bad_input(change, error, match):
     net, theta, X, Y = problem()

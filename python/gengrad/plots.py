@@ -1,9 +1,8 @@
-"""Figures for `gengrad train --plot` and `gengrad flow --plot` (matplotlib: the `plot` extra).
-Files are written atomically: to a temporary file in the same folder, then renamed."""
+"""Figures for `gengrad train --plot`, `gengrad flow --plot` and `gengrad verify --plot`
+(matplotlib: the `plot` extra), written atomically (gengrad.files)."""
 from __future__ import annotations
 
 import os
-import tempfile
 from types import ModuleType
 from typing import TYPE_CHECKING, Optional, Union
 
@@ -13,6 +12,8 @@ if TYPE_CHECKING:
     from .flow import FlowResult
     from .train import TrainResult
 
+from .files import write_atomically
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: Event kinds and how the flow figure marks them.
@@ -20,7 +21,8 @@ _EVENT_STYLE = {"crossing": ("tab:gray", ":"), "sliding-start": ("tab:red", "--"
                 "sliding-end": ("tab:green", "--")}
 
 
-def _pyplot() -> ModuleType:
+def pyplot() -> ModuleType:
+    """matplotlib.pyplot on the Agg backend, or ImportError naming the extra to install."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -30,23 +32,16 @@ def _pyplot() -> ModuleType:
     return plt
 
 
-def _save(fig: Figure, path: PathLike) -> None:
-    target = os.fspath(path)
-    ext = os.path.splitext(target)[1]
-    fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=ext or ".png",
-                               dir=os.path.dirname(os.path.abspath(target)))
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def save(fig: Figure, path: PathLike) -> None:
+    """The figure, written atomically (gengrad.files) in the format its extension names (PNG
+    without one)."""
+    extension = os.path.splitext(os.fspath(path))[1].lstrip(".") or "png"
+    write_atomically(path, lambda file: fig.savefig(file, format=extension, dpi=120))
 
 
 def training_curve(result: TrainResult, path: PathLike) -> None:
     """Training (and validation) risk and |G| per epoch of a gengrad.train result."""
-    plt = _pyplot()
+    plt = pyplot()
     h = result.history
     fig, (ax_risk, ax_norm) = plt.subplots(1, 2, figsize=(10, 4))
     ax_risk.semilogy(h["epoch"], h["risk"], label="training risk")
@@ -59,13 +54,13 @@ def training_curve(result: TrainResult, path: PathLike) -> None:
     ax_norm.set_ylabel("|G| on the training set")
     fig.suptitle(f"gengrad.train ({result.optimizer})")
     fig.tight_layout()
-    _save(fig, path)
+    save(fig, path)
     plt.close(fig)
 
 
 def flow_trajectories(result: FlowResult, path: PathLike) -> None:
     """Risk against time and every parameter's trajectory, switching times marked."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_risk, ax_theta) = plt.subplots(2, 1, figsize=(9, 8), sharex=True)
     ax_risk.semilogy(result.t, result.risk, color="black")
     ax_risk.set_ylabel("risk")
@@ -85,5 +80,5 @@ def flow_trajectories(result: FlowResult, path: PathLike) -> None:
     counts = result.event_counts()
     ax_risk.set_title("gradient flow: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
     fig.tight_layout()
-    _save(fig, path)
+    save(fig, path)
     plt.close(fig)

@@ -23,7 +23,6 @@ import json
 import multiprocessing
 import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -34,6 +33,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from . import _core
+from .files import write_atomically
 
 Config = dict[str, Any]
 Result = dict[str, np.ndarray]
@@ -348,7 +348,7 @@ class _Store:
         if store.manifest.exists() and store.job() != job:
             raise ValueError(f"{root} holds a sweep of {store.job()}, not {job}; "
                              "pass another out directory")
-        _write_atomically(store.manifest, lambda f: f.write(
+        write_atomically(store.manifest, lambda f: f.write(
             json.dumps({"job": job, "configs": configs}, indent=1).encode()))
         return store
 
@@ -393,12 +393,12 @@ class _Store:
 
     def write(self, key: str, config: Config, result: Result) -> None:
         arrays = {_CONFIG_ENTRY: np.array(canonical_json(config)), **result}
-        _write_atomically(self.results / f"{key}.npz", lambda f: _write_npz(f, arrays))
+        write_atomically(self.results / f"{key}.npz", lambda f: _write_npz(f, arrays))
 
     def write_table(self, table: Table) -> None:
         # Object columns (results of differing shapes) are pickled here; load_table reads the
         # result files instead, which never are.
-        _write_atomically(self.root / _TABLE, lambda f: _write_npz(f, table))
+        write_atomically(self.root / _TABLE, lambda f: _write_npz(f, table))
 
 
 def _write_npz(file: Any, arrays: Mapping[str, np.ndarray]) -> None:
@@ -408,19 +408,3 @@ def _write_npz(file: Any, arrays: Mapping[str, np.ndarray]) -> None:
             with archive.open(f"{name}.npy", "w", force_zip64=True) as entry:
                 np.lib.format.write_array(entry, np.asanyarray(array),
                                           allow_pickle=array.dtype == object)
-
-
-def _write_atomically(path: Path, write: Callable[[Any], Any]) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise

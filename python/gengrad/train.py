@@ -11,17 +11,21 @@ has shape (n,) — every update below is elementwise, and norms are taken over t
 Determinism: the samples are shuffled by numpy's PCG64 seeded with ``seed``; with the core's
 bitwise-deterministic gradients, the same call gives the same bits. A checkpoint holds
 everything the run depends on (theta, optimizer state, the generator's state, the history), is
-written atomically (a temporary file in the same folder, then os.replace), and ``resume=``
-continues from it bit for bit: N epochs, then a resume to 2N, equals 2N epochs in one go.
+written atomically (gengrad.files), and ``resume=`` continues from it bit for bit: N epochs,
+then a resume to 2N, equals 2N epochs in one go. It also holds a fingerprint of the run (the
+model's widths, activation with its convention and loss; the optimizer and its settings; dtype;
+SHA-256 hashes of X, Y and sample_weight): resuming with anything else is refused, naming what
+differs. The backend may differ (the CPU core, the reference, the GPU agree to rounding).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any, Callable, Optional, Protocol, Sequence, Union
@@ -29,8 +33,10 @@ from typing import Any, Callable, Optional, Protocol, Sequence, Union
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .files import writable_folder, write_atomically
+
 OPTIMIZERS = ("gd", "sgd", "momentum", "adam")
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 
 PathLike = Union[str, "os.PathLike[str]"]
 #: Per epoch while training: ints (epoch), floats (seconds), risks and norms (scalars or (n,)).
@@ -191,57 +197,77 @@ def accuracy(model: Model, theta: np.ndarray, X: ArrayLike, labels: ArrayLike
     return fraction
 
 
-def _config(optimizer: str, lr: float, batch_size: Optional[int], seed: int, momentum: float,
-            betas: tuple[float, float], eps: float, M: int, theta: np.ndarray) -> dict[str, object]:
-    return dict(optimizer=optimizer, lr=lr, batch_size=batch_size, seed=seed, momentum=momentum,
-                betas=list(betas), eps=eps, samples=M, theta_shape=list(theta.shape),
-                dtype=str(theta.dtype))
+def _digest(array: Optional[np.ndarray]) -> Optional[str]:
+    """SHA-256 of an array's dtype, shape and values (None for None)."""
+    if array is None:
+        return None
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(array.tobytes() if array.dtype != object else repr(array.tolist()).encode())
+    return digest.hexdigest()
+
+
+def _fingerprint(model: Model, optimizer: str, lr: float, batch_size: Optional[int], seed: int, momentum: float,
+                 betas: tuple[float, float], eps: float, theta: np.ndarray, X: np.ndarray, Y: np.ndarray,
+                 sample_weight: Optional[ArrayLike]) -> dict[str, object]:
+    """Everything a checkpoint must agree with to be resumed, by name."""
+    network = getattr(model, "network", model)  # an Ensemble's networks
+    widths = getattr(network, "widths", None)
+    return dict(model=type(model).__name__, widths=None if widths is None else list(widths),
+                networks=getattr(model, "n", None), activation=str(getattr(network, "activation", None)),
+                loss=getattr(network, "loss", None), optimizer=optimizer, lr=lr, batch_size=batch_size,
+                seed=seed, momentum=momentum, betas=list(betas), eps=eps, samples=len(X),
+                theta_shape=list(theta.shape), dtype=str(theta.dtype), X=_digest(X), Y=_digest(Y),
+                sample_weight=_digest(None if sample_weight is None else np.asarray(sample_weight)))
 
 
 def _save(path: PathLike, theta: np.ndarray, opt: _Optimizer, rng: np.random.Generator, history: _History,
           epoch: int, config: dict[str, object]) -> None:
-    """The checkpoint, written to a temporary file in the same folder and moved into place."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
     arrays: dict[str, np.ndarray] = {"theta": theta, "epoch": np.array(epoch), "step_count": np.array(opt.step_count),
               "meta": np.array(json.dumps(dict(version=CHECKPOINT_VERSION, config=config,
                                                    rng=rng.bit_generator.state,
                                                    history_keys=list(history))))}
     arrays.update({f"state_{k}": v for k, v in opt.state.items()})
     arrays.update({f"history_{k}": np.asarray(v) for k, v in history.items()})
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            # numpy's stub checks **kwds against savez's allow_pickle: bool
-            np.savez(f, **arrays)  # type: ignore[arg-type]
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    # numpy's stub checks **kwds against savez's allow_pickle: bool
+    write_atomically(path, lambda file: np.savez(file, **arrays))  # type: ignore[arg-type]
 
 
-def _load(path: PathLike, config: dict[str, object]
+def _load(path: PathLike, config: dict[str, object], state_names: Sequence[str]
           ) -> tuple[np.ndarray, int, int, dict[str, np.ndarray], dict[str, Any], _History]:
+    """The checkpoint's contents; ValueError naming the file if it cannot be read, is damaged,
+    or was made by another run (naming what differs)."""
+    name = repr(os.fspath(path))
     try:
-        data = np.load(os.fspath(path), allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"resume: cannot read checkpoint {path!r}: {error}") from None
-    meta = json.loads(str(data["meta"]))
-    if meta.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"resume: checkpoint {path!r} has version {meta.get('version')}, "
-                         f"expected {CHECKPOINT_VERSION}")
-    saved = meta["config"]
-    changed = [k for k in config if saved.get(k) != config[k]]
-    if changed:
-        detail = ", ".join(f"{k}: checkpoint {saved.get(k)!r}, now {config[k]!r}" for k in changed)
-        raise ValueError(f"resume: the checkpoint was made with other settings ({detail})")
-    state = {k[len("state_"):]: data[k] for k in data.files if k.startswith("state_")}
-    history: _History = {k: list(data[f"history_{k}"]) for k in meta["history_keys"]}
-    return (data["theta"], int(data["epoch"]), int(data["step_count"]), state, meta["rng"],
-            history)
+        with np.load(os.fspath(path), allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            if not isinstance(meta, dict) or meta.get("version") != CHECKPOINT_VERSION:
+                version = meta.get("version") if isinstance(meta, dict) else None
+                raise ValueError(f"resume: checkpoint {name} has version {version}, expected {CHECKPOINT_VERSION}")
+            saved = meta["config"]
+            changed = [k for k in config if saved.get(k) != config[k]]
+            if changed:
+                detail = ", ".join(f"{k}: checkpoint {saved.get(k)!r}, now {config[k]!r}" for k in changed)
+                raise ValueError(f"resume: checkpoint {name} was made by another run ({detail})")
+            theta = np.array(data["theta"])
+            state = {k: np.array(data[f"state_{k}"]) for k in state_names}
+            history: _History = {k: list(data[f"history_{k}"]) for k in meta["history_keys"]}
+            epoch, steps = int(data["epoch"]), int(data["step_count"])
+            rng_state = meta["rng"]
+            np.random.default_rng().bit_generator.state = rng_state  # a malformed state raises here
+            float(history["seconds"][-1])
+    except FileNotFoundError:
+        raise ValueError(f"resume: checkpoint {name} does not exist") from None
+    except ValueError as error:
+        if str(error).startswith("resume:"):
+            raise
+        raise ValueError(f"resume: checkpoint {name} is damaged or not a gengrad checkpoint ({error})") from None
+    except (OSError, EOFError, KeyError, IndexError, TypeError, AttributeError, zipfile.BadZipFile) as error:
+        raise ValueError(f"resume: checkpoint {name} is damaged or not a gengrad checkpoint "
+                         f"({type(error).__name__}: {error})") from None
+    if list(theta.shape) != config["theta_shape"] or str(theta.dtype) != config["dtype"] or epoch < 0:
+        raise ValueError(f"resume: checkpoint {name} is damaged (theta {theta.dtype} {theta.shape}, epoch {epoch})")
+    return theta, epoch, steps, state, rng_state, history
 
 
 def train(model: Model, theta0: ArrayLike, X: ArrayLike, Y: ArrayLike, optimizer: str = "adam", lr: float = 1e-3,
@@ -301,7 +327,12 @@ def train(model: Model, theta0: ArrayLike, X: ArrayLike, Y: ArrayLike, optimizer
     weight = _weights(sample_weight, M, theta.dtype)
     total_weight = weight.sum()
     batch = M if batch_size is None else min(batch_size, M)
-    config = _config(optimizer, lr, batch_size, seed, momentum, beta_pair, eps, M, theta)
+    config = _fingerprint(model, optimizer, lr, batch_size, seed, momentum, beta_pair, eps, theta, X_train, Y_train,
+                          sample_weight)
+    if checkpoint is not None:
+        writable_folder(checkpoint, "checkpoint")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable as callback(epoch, theta), got {type(callback).__name__}")
     validation: Optional[tuple[ArrayLike, ArrayLike]] = None
     if X_val is not None:
         if Y_val is None:
@@ -318,13 +349,10 @@ def train(model: Model, theta0: ArrayLike, X: ArrayLike, Y: ArrayLike, optimizer
             history["val_accuracy"] = []
     start_epoch, offset = 0, 0.0
     if resume is not None:
-        theta, start_epoch, opt.step_count, state, rng_state, history = _load(resume, config)
+        theta, start_epoch, opt.step_count, opt.state, rng_state, history = _load(resume, config, list(opt.state))
         if start_epoch > epochs:
             raise ValueError(f"resume: the checkpoint is at epoch {start_epoch}, beyond "
                              f"epochs={epochs}")
-        theta = np.array(theta)
-        for k in opt.state:
-            opt.state[k] = np.array(state[k])
         rng.bit_generator.state = rng_state
         offset = float(history["seconds"][-1])
     started = time.perf_counter()

@@ -20,16 +20,14 @@ in words and a readable ``str``; a check that cannot conclude says so and why.
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence, TypedDict
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import activations
+from . import activations, plots
 from . import reference as R
 from .network import Network
 
@@ -742,12 +740,7 @@ def example_problem(net: Network, data: str, samples: int, seed: int = 0,
 def plot_approximation(study: ApproximationStudy, path: str) -> None:
     """Draw ||∇L_r - G|| against r (log-log), one line per family, to ``path`` (written
     atomically; the format follows the extension). Exact zeros are drawn on the bottom edge."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError("plotting needs matplotlib: pip install 'gengrad[plot]'") from None
+    plt = plots.pyplot()
     positive = [e for errs in study.errors.values() for e in errs if e > 0]
     floor = min(positive) / 10 if positive else 1e-16
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -763,17 +756,8 @@ def plot_approximation(study: ApproximationStudy, path: str) -> None:
     ax.set_title("R1: gradients of the approximant networks against G")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    extension = os.path.splitext(path)[1].lstrip(".") or "png"
-    handle, temporary = tempfile.mkstemp(dir=directory, suffix="." + extension)
     try:
-        with os.fdopen(handle, "wb") as file:
-            fig.savefig(file, format=extension, dpi=120)
-        os.chmod(temporary, 0o644)      # mkstemp makes it readable by its owner only
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+        plots.save(fig, path)
     finally:
         plt.close(fig)
 
