@@ -190,3 +190,108 @@ def test_impossible_sizes_fail_at_once_naming_what_was_asked():
         gengrad.Ensemble((2, 3, 1), 10**15).init(0)
     with pytest.raises(MemoryError, match=r"widths \(10000000, 10000000, 1\)"):
         gengrad.Network((10**7, 10**7, 1)).init(0)
+
+
+# --- refusals found by a review as a new user (issue 15) -------------------------------------
+
+
+@pytest.mark.parametrize("networks", [2, 4])
+def test_ensemble_per_network_inputs_must_match_its_size(networks):
+    ensemble = gengrad.Ensemble(WIDTHS, 3)
+    thetas = ensemble.init(0)
+    X = np.zeros((networks, 5, 3))
+    for method in (ensemble.forward, ensemble.kink_counts):
+        with pytest.raises(ValueError, match=r"X must have shape \(M, 3\) \(shared\) or \(3, M, 3\)"):
+            method(thetas, X)
+
+
+def test_integer_targets_of_a_cross_entropy_ensemble_are_labels_or_refused():
+    ensemble = gengrad.Ensemble((2, 3, 3), 3, loss="cross_entropy")
+    thetas = ensemble.init(0)
+    X = np.random.default_rng(0).normal(size=(3, 2))
+    one_hot = np.eye(3, dtype=int)
+    with pytest.raises(ValueError, match="ambiguous"):  # n = M = classes: labels or one-hot?
+        ensemble.risk(thetas, X, one_hot)
+    assert np.array_equal(ensemble.risk(thetas, X, one_hot.astype(float)),
+                          [gengrad.Network((2, 3, 3), loss="cross_entropy").risk(t, X, np.eye(3)) for t in thetas])
+    X4 = np.zeros((4, 2))
+    with pytest.raises(ValueError, match=r"shape \(3, 4\), got \(4, 3\) \(for one-hot targets pass floats"):
+        ensemble.risk(thetas, X4, np.eye(4, 3, dtype=int))
+    labels = np.array([[0, 1, 2, 2], [1, 1, 0, 0], [2, 0, 1, 1]])
+    single = gengrad.Network((2, 3, 3), loss="cross_entropy")
+    assert np.array_equal(ensemble.risk(thetas, X4, labels),
+                          [single.risk(t, X4, row) for t, row in zip(thetas, labels)])
+
+
+def test_cross_entropy_labels_as_a_list_are_labels(problem):
+    net = gengrad.Network((3, 4, 3), loss="cross_entropy")
+    theta, X = net.init(0), problem[2]
+    labels = [0, 2, 1, 1, 0]
+    assert net.risk(theta, X, labels) == net.risk(theta, X, np.array(labels))
+
+
+def test_flatten_refuses_complex_layers(problem):
+    net = problem[0]
+    layers = [(W * 1j, b) for W, b in net.layers(problem[1])]
+    with pytest.raises(TypeError, match="W_1 must hold real numbers, got dtype complex128"):
+        net.flatten(layers)
+
+
+def test_dense_output_refuses_times_that_are_not_numbers_in_the_interval():
+    net = gengrad.Network((1, 3, 1))
+    X = np.linspace(-1, 1, 8)[:, None]
+    sol = gengrad.flow(net, net.init(0), X, X, 1.0, dense_output=True).sol
+    for t in (np.nan, -np.inf, np.inf, [0.5, np.nan], 1.5):
+        with pytest.raises(ValueError, match=r"t must lie in \[0, 1.0\]"):
+            sol(t)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: activations.Activation("foo"), "unknown activation 'foo'"),
+    (lambda: activations.Activation("relu", (), (float("nan"),), (0.0, 1.0), 0.0, (False,)), "kinks must be a finite"),
+    (lambda: activations.Activation("relu", (), (0.0,), (0.0, float("inf")), 0.0, (False,)), "slopes must be a finite"),
+    (lambda: activations.Activation("hardtanh", (), (1.0, -1.0), (0, 1, 0), 0.0, (False, False)),
+     "kinks must increase"),
+    (lambda: activations.Activation("relu", (), (0.0,), (0.0, 1.0), 0.0, ()), "one bool per kink"),
+    (lambda: activations.Activation("tanh", (), (0.0,), (1.0, 1.0), 0.0, (False,)), "is smooth"),
+    (lambda: gengrad.Network((1, 2, 1), "relu", convention={1: 0.5}), "convention must be None, 'left', 'right'"),
+    (lambda: gengrad.Network((1, 2, 1), "relu", convention={0.0}), "convention must be None"),
+])
+def test_activation_definitions_are_checked(make, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        make()
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "x", [-2]])
+def test_seeds_are_named(seed):
+    for model in (gengrad.Network(WIDTHS), gengrad.Ensemble(WIDTHS, 2)):
+        with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+            model.init(seed=seed)
+
+
+def test_divergence_is_reported_as_divergence():
+    net = gengrad.Network((2, 8, 1))
+    X = np.random.default_rng(0).normal(size=(10, 2))
+    with pytest.raises(FloatingPointError, match=r"training diverged: .* at epoch \d+, step 1 of 1 .*smaller lr"):
+        gengrad.train(net, net.init(0), X, np.ones((10, 1)), optimizer="gd", batch_size=None, lr=1e30, epochs=5)
+
+
+def round_trip(model):
+    import pickle
+    return pickle.loads(pickle.dumps(model))
+
+
+def test_networks_and_ensembles_pickle_and_copy_through_a_spawn_pool():
+    import concurrent.futures as cf
+    import copy
+    import multiprocessing
+    net = gengrad.Network(WIDTHS, activations.leaky_relu(0.2), convention="right", loss="cross_entropy")
+    ensemble = gengrad.Ensemble(WIDTHS, 3, "hardtanh", convention=[1.0, 0.0])
+    for model in (net, ensemble):
+        for copied in (copy.deepcopy(model), copy.copy(model), round_trip(model)):
+            assert repr(copied) == repr(model)
+    with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        back = pool.submit(round_trip, ensemble).result(timeout=120)
+    X = np.random.default_rng(0).normal(size=(5, 3))
+    thetas = ensemble.init(0)
+    assert np.array_equal(back.forward(thetas, X), ensemble.forward(thetas, X))

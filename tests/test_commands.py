@@ -38,6 +38,44 @@ def test_train_command_regression_with_plot(tmp_path, capsys):
     assert "test risk" in capsys.readouterr().out and figure.exists()
 
 
-def test_bad_hidden_widths():
-    with pytest.raises(ValueError, match="--hidden"):
-        main(["train", "--hidden", "64,x"])
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--hidden", "64,x"], "gengrad train: --hidden must be comma-separated integers"),
+    (["train", "--epochs", "-1"], "gengrad train: epochs must be >= 0, got -1"),
+    (["train", "--threads", "0"], "gengrad train: n must be an integer from 1 to"),
+    (["train", "--activation", "relu(2)"], "gengrad train: activation 'relu' takes no parameters"),
+    (["train", "--resume", "/nonexistent/run.npz", "--epochs", "1"], "does not exist"),
+    (["flow", "--activation", "foo"], "gengrad flow: unknown activation 'foo'"),
+    (["flow", "--t-end", "-1"], "gengrad flow: t_end must be a number >= 0"),
+])
+def test_bad_arguments_get_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_missing_extras_are_named_before_any_work(monkeypatch, capsys, tmp_path):
+    import sys
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    monkeypatch.setitem(sys.modules, "sympy", None)
+    for argv, extra in ((["train", "--epochs", "1", "--plot", str(tmp_path / "a.png")], "plot"),
+                        (["flow", "--plot", str(tmp_path / "b.png")], "plot"),
+                        (["narrow"], "narrow")):
+        assert main(argv) == 2
+        out, err = capsys.readouterr()
+        assert f"pip install 'gengrad[{extra}]'" in err and "Traceback" not in err
+        assert out == "" or "training" not in out  # nothing computed
+
+
+def test_leaky_relu_with_a_slope_everywhere(capsys):
+    assert main(["flow", "--activation", "leaky_relu(0.2)", "--samples", "8", "--hidden", "3", "--t-end", "1",
+                 "--events", "0"]) == 0
+    assert "leaky_relu(0.2)" in capsys.readouterr().out
+
+
+def test_info_says_plainly_whether_cuda_is_usable(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "threads (at most" in out
+    cuda_line = next(line for line in out.splitlines() if line.startswith("CUDA backend:"))
+    assert "usable on" in cuda_line or "not usable here" in cuda_line or "not available" in cuda_line
+    assert "insufficient" not in cuda_line or "the CUDA runtime says" in cuda_line

@@ -370,7 +370,7 @@ _NET, _THETA, _X, _Y = gengrad.Network((1, 1, 1)), np.zeros(4), [[0.0]], [[0.0]]
      "max_coordinates"),
     (lambda: V.example_problem(_NET, "x", 3), ValueError, "data must"),
     (lambda: V.example_problem(_NET, "kink", 0), ValueError, "samples must"),
-    (lambda: V.parse_activation("relu("), ValueError, "activation must"),
+    (lambda: gengrad.activations.get("relu("), ValueError, "activation must"),
     (lambda: V.parse_convention("left,x"), ValueError, "convention must"),
 ])
 def test_bad_input_names_the_argument(call, error, match):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from dataclasses import dataclass
 from numbers import Real
 from typing import Callable, Sequence, Union
@@ -50,6 +51,26 @@ class Activation:
     def derivative_at_kinks(self) -> tuple[float, ...]:
         """The convention: the generalized derivative's value at each kink."""
         return tuple(self.slopes[i + side] for i, side in enumerate(self.right_sided))
+
+    def __post_init__(self) -> None:
+        """Refuses definitions the core cannot evaluate, naming the field (the constructors below
+        and activations.get build valid ones; this guards direct construction)."""
+        if self.name not in NAMES:
+            raise ValueError(f"unknown activation {self.name!r}; expected one of {', '.join(NAMES)}")
+        for field in ("params", "kinks", "slopes"):
+            for value in getattr(self, field):
+                _finite(f"Activation {field}", value)
+        _finite("Activation value_at_first_kink", self.value_at_first_kink)
+        if self.name in PIECEWISE_LINEAR:
+            if len(self.kinks) > 2 or len(self.slopes) != len(self.kinks) + 1:
+                raise ValueError(f"Activation {self.name}: at most two kinks and one slope more than kinks, got "
+                                 f"kinks={self.kinks}, slopes={self.slopes}")
+            if list(self.kinks) != sorted(set(self.kinks)):
+                raise ValueError(f"Activation {self.name}: kinks must increase, got {self.kinks}")
+        elif self.kinks or self.slopes:
+            raise ValueError(f"Activation {self.name} is smooth: no kinks or slopes, got {self.kinks}, {self.slopes}")
+        if len(self.right_sided) != len(self.kinks) or not all(isinstance(s, bool) for s in self.right_sided):
+            raise ValueError(f"Activation right_sided must hold one bool per kink, got {self.right_sided}")
 
     def with_convention(self, convention: Convention) -> Activation:
         return _with_convention(self, convention)
@@ -149,7 +170,14 @@ def _with_convention(act: Activation, convention: Convention) -> Activation:
             raise ValueError(f"convention must be 'left', 'right', a number or one number per "
                              f"kink, got {convention!r}")
         return _with_sides(act, (convention == "right",) * n)
-    values = [convention] * n if isinstance(convention, (float, Real)) else list(convention)
+    values: list[object]
+    if isinstance(convention, Real):
+        values = [convention] * n
+    elif isinstance(convention, (list, tuple)) or getattr(convention, "ndim", None) == 1:
+        values = list(convention)  # type: ignore[arg-type]  # a 1-D NumPy array
+    else:
+        raise TypeError(f"convention must be None, 'left', 'right', a number or a list of numbers (one per "
+                        f"kink), got {type(convention).__name__}")
     if len(values) != n:
         raise ValueError(f"convention for {act.name} needs {n} value(s), one per kink at "
                          f"{act.kinks}, got {len(values)}")
@@ -172,7 +200,9 @@ def _with_sides(act: Activation, sides: tuple[bool, ...]) -> Activation:
 
 
 def get(activation: str | Activation, convention: Convention = None) -> Activation:
-    """The Activation named by ``activation`` (a name or an Activation) with ``convention``.
+    """The Activation named by ``activation`` with ``convention``: an Activation, a name, or a
+    name with parameters as the constructors take them: ``leaky_relu(0.2)``, ``hardtanh(-2, 2)``,
+    ``clip(-0.5, 2)`` (the syntax of every ``--activation`` option of the command line).
 
     ``convention`` is None (the default convention), ``"left"``/``"right"`` (that one-sided
     derivative at every kink), a number (the generalized derivative's value at every kink), or
@@ -183,11 +213,34 @@ def get(activation: str | Activation, convention: Convention = None) -> Activati
     if not isinstance(activation, str):
         raise TypeError(f"activation must be a name or a gengrad.activations.Activation, got "
                         f"{type(activation).__name__}")
+    if "(" in activation or ")" in activation:
+        return _parse(activation).with_convention(convention)
+    activation = activation.strip()
     if activation not in _CONSTRUCTORS:
         raise ValueError(f"unknown activation {activation!r}; expected one of {', '.join(NAMES)}")
     if activation == "clip":
         raise ValueError("activation 'clip' needs bounds: use gengrad.activations.clip(lo, hi)")
     return _CONSTRUCTORS[activation]().with_convention(convention)
+
+
+def _parse(text: str) -> Activation:
+    match = re.fullmatch(r"\s*(\w+)\s*\((.*)\)\s*", text)
+    if not match:
+        raise ValueError(f"activation must be a name or name(parameters), got {text!r}")
+    name, args = match.groups()
+    constructors: dict[str, Callable[..., Activation]] = {"leaky_relu": leaky_relu, "hardtanh": hardtanh,
+                                                          "clip": clip}
+    if name not in constructors:
+        raise ValueError(f"activation {name!r} takes no parameters; parameters are for "
+                         f"{', '.join(constructors)}")
+    try:
+        params = [float(a) for a in args.split(",")]
+    except ValueError:
+        raise ValueError(f"activation parameters must be numbers, got {args!r}") from None
+    try:
+        return constructors[name](*params)
+    except TypeError as error:
+        raise ValueError(f"activation {text!r}: {error}") from None
 
 
 def check_family(family: str) -> str:

@@ -88,7 +88,7 @@ def verify_command(args: argparse.Namespace) -> int:
     check passes, 1 when one fails, 2 for bad arguments."""
     try:
         widths = tuple(int(w) for w in args.widths.split(","))
-        net = Network(widths, verify.parse_activation(args.activation),
+        net = Network(widths, args.activation,
                       verify.parse_convention(args.convention), loss=args.loss)
         theta, X, Y = verify.example_problem(net, args.data, args.samples, args.seed, args.dtype)
         if args.theta:
@@ -116,6 +116,33 @@ def verify_command(args: argparse.Namespace) -> int:
         verify.plot_approximation(report.approximation, args.plot)
         print(f"plot written to {args.plot}")
     return 0 if report.passed else 1
+
+
+def info(args: argparse.Namespace) -> int:
+    from . import __version__
+    core = build_info()
+    cuda = core.pop("cuda")
+    print(f"gengrad {__version__}: {core['compiler']}; kernels {core['isa']} (built: {', '.join(core['isas_built'])}; "
+          f"this CPU: {', '.join(core['isas_supported'])}); {core['threads']} threads (at most {core['max_threads']})")
+    if not cuda["built"]:
+        print(f"CUDA backend: not available: {cuda['unavailable']}")
+    elif cuda["unavailable"]:
+        print(f"CUDA backend: built (architectures {cuda['architectures']}), not usable here: {cuda['unavailable']}")
+    else:
+        print(f"CUDA backend: usable on {cuda['devices']} device(s): {', '.join(cuda['device_names'])}")
+    return 0
+
+
+# Optional modules and the extra that installs them, for one-line errors.
+_EXTRAS = {"sympy": "narrow", "mpmath": "narrow", "scipy": "narrow", "matplotlib": "plot", "sklearn": "data",
+           "tqdm": "progress", "torch": "torch", "jax": "jax"}
+
+
+def _one_line(command: str, error: BaseException) -> str:
+    if isinstance(error, ImportError) and error.name and error.name.split(".")[0] in _EXTRAS:
+        extra = _EXTRAS[error.name.split(".")[0]]
+        return f"gengrad {command}: needs {error.name.split('.')[0]}: pip install 'gengrad[{extra}]'"
+    return f"gengrad {command}: {error}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -154,8 +181,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--theta", help=".npy file holding a flat theta (MATH.md §1 layout)")
     p.add_argument("--plot", help="image file: ||grad L_r - G|| against r, per family")
     p.set_defaults(run=verify_command)
-    p = commands.add_parser("info", help="build information")
-    p.set_defaults(run=lambda args: print(build_info()) or 0)
+    p = commands.add_parser("info", help="build information, threads, whether the CUDA backend is usable")
+    p.set_defaults(run=info)
     p = commands.add_parser("train", help="train a network on digits or a regression target")
     add_train_arguments(p)
     p.set_defaults(run=train_command)
@@ -163,7 +190,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     add_flow_arguments(p)
     p.set_defaults(run=flow_command)
     args = parser.parse_args(argv)
-    status: int = args.run(args)
+    try:
+        status: int = args.run(args)
+    except (ImportError, ValueError, TypeError, OSError, FloatingPointError) as error:
+        # bad arguments, missing extras, unreadable files, a diverged run: one line, no traceback
+        print(_one_line(args.command, error), file=sys.stderr)
+        return 2
     return status
 
 

@@ -46,15 +46,29 @@ def unavailable() -> Optional[str]:
                 "installed; see GENGRAD_CUDA in the README)")
     info = _cuda.build_info()
     if info["devices"] == 0:
-        return f"no CUDA device is usable: {info['unavailable']}"
+        if not _driver_installed():
+            return ("no NVIDIA driver on this machine (libcuda.so.1 is not found): there is no GPU here, or "
+                    "its driver is not installed")
+        return f"no CUDA device is usable; the CUDA runtime says: {info['unavailable']}"
     return None
+
+
+def _driver_installed() -> bool:
+    """Whether the NVIDIA driver's library loads (the CUDA runtime, linked statically, reports its
+    absence as "driver version is insufficient", which reads as if an upgrade would help)."""
+    import ctypes
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
 
 
 def info() -> dict[str, Any]:
     """What gengrad.build_info() reports about CUDA: built, devices, their names, architectures."""
     if _cuda is None:
         return {"built": False, "devices": 0, "unavailable": unavailable()}
-    return {"built": True, **_cuda.build_info()}
+    return {**_cuda.build_info(), "built": True, "unavailable": unavailable()}
 
 
 def is_device_array(value: Any) -> bool:

@@ -7,7 +7,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from . import activations
-from .network import _FAMILY_CODES, ActivationLike, Network, _as_ndarray, _float_dtype, _positive, _zeros
+from .network import _FAMILY_CODES, ActivationLike, Network, _as_ndarray, _float_dtype, _positive, _zeros, seeded
 
 
 class Ensemble:
@@ -45,6 +45,11 @@ class Ensemble:
     def __repr__(self) -> str:
         return f"Ensemble(n={self.n}, {self.network!r})"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled and copied by definition, as Network."""
+        net = self.network
+        return (Ensemble, (net.widths, self.n, net.activation, None, net.loss, net.backend))
+
     def init(self, seed: Any = 0, dtype: DTypeLike = np.float64, scheme: Optional[str] = None) -> np.ndarray:
         """(n, d) parameters; network i is initialised from the i-th child of SeedSequence(seed)
         with ``Network.init``'s scheme."""
@@ -52,7 +57,7 @@ class Ensemble:
         # time: spawn(1) n times gives the children of spawn(n).
         thetas = _zeros((self.n, self.dim), _float_dtype(dtype, "dtype"),
                         f"init: n = {self.n} networks of d = {self.dim} parameters")
-        parent = np.random.SeedSequence(seed)
+        parent = seeded(np.random.SeedSequence, seed)
         for row in thetas:
             row[...] = self.network.init(parent.spawn(1)[0], dtype, scheme)
         return thetas
@@ -115,6 +120,9 @@ class Ensemble:
         """method(theta_i, X or X[i]) stacked over the networks (the cpp backend's loop)."""
         thetas = self._thetas(thetas)
         shared = np.ndim(X) == 2
+        if not shared and (np.ndim(X) != 3 or len(X) != self.n):
+            raise ValueError(f"X must have shape (M, {self.widths[0]}) (shared) or ({self.n}, M, {self.widths[0]}) "
+                             f"(one per network), got {np.shape(X)}")
         return np.stack([method(t, X if shared else X[i]) for i, t in enumerate(thetas)])
 
     def _cuda_arguments(self, thetas: ArrayLike, X: Any) -> tuple[Any, np.ndarray, np.ndarray]:
@@ -140,6 +148,7 @@ class Ensemble:
             Y = _as_ndarray(Y, "Y")
         if (net.loss == "cross_entropy" and isinstance(Y, np.ndarray) and Y.ndim == 2
                 and Y.dtype.kind in "iu"):  # class labels, one row per network
+            _check_label_rows(Y, self.n, X.shape[-2] if X.ndim >= 2 else -1, self.widths[-1])
             Y = np.stack([net._Y(labels, dtype) for labels in Y])
         else:
             Y = net._Y(Y, dtype)
@@ -151,3 +160,16 @@ class Ensemble:
         thetas, X, Y, weight = self._arguments(thetas, X, Y, sample_weight)
         engine: Any = self.network._impl if self.network.backend == "cuda" else self.network._core
         return engine.ensemble_risk_gradient(thetas, X, Y, weight, family, r, want_gradient, out)  # type: ignore[no-any-return]
+
+
+def _check_label_rows(Y: np.ndarray, n: int, M: int, classes: int) -> None:
+    """An integer Y of two dimensions is class labels, one row of M per network: shape (n, M).
+    One-hot targets must be floating, or they could not be told from labels where n = M."""
+    if Y.shape != (n, M):
+        raise ValueError(f"an integer Y of two dimensions holds class labels, one row per network: shape "
+                         f"({n}, {M}), got {Y.shape}" + (" (for one-hot targets pass floats: Y.astype(float))"
+                                                        if Y.shape == (M, classes) else ""))
+    if M == n and classes == M and np.isin(Y, (0, 1)).all() and (Y.sum(axis=1) == 1).all():
+        raise ValueError(f"Y of shape ({n}, {M}) with 0/1 rows that each sum to 1 is ambiguous here (n = M = "
+                         f"{M} classes): labels per network, or one-hot targets? Pass one-hot targets as floats "
+                         "(Y.astype(float)); labels as they are only where some row is not one-hot")

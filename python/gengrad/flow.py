@@ -68,7 +68,7 @@ class DenseOutput:
         times = np.asarray(t, dtype=np.float64)
         scalar = times.ndim == 0
         times = np.atleast_1d(times)
-        if len(self._stop) == 0 or np.any(times < 0) or np.any(times > self._stop[-1]):
+        if len(self._stop) == 0 or not np.all((times >= 0) & (times <= self._stop[-1])):  # NaN too
             end = self._stop[-1] if len(self._stop) else 0.0
             raise ValueError(f"t must lie in [0, {end}], the interval that was integrated")
         step = np.minimum(np.searchsorted(self._stop, times, side="left"), len(self._stop) - 1)
@@ -298,6 +298,8 @@ def command(args: argparse.Namespace) -> int:
     import time
 
     from . import datasets, plots
+    if args.plot:
+        plots.pyplot()  # matplotlib missing: fail before the work, not after it
     data = datasets.regression(args.data, n_train=args.samples, seed=args.seed)
     net = Network((1, args.hidden, 1), args.activation)
     print(f"{data.name}: {args.samples} samples; network {net.widths} {net.activation}, "

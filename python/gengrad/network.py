@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from numbers import Integral
-from typing import Any, Optional, Protocol, Sequence, Union
+from typing import Any, Callable, Optional, Protocol, Sequence, TypeVar, Union
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
@@ -83,6 +83,11 @@ class Network:
         return (f"Network(widths={self.widths}, activation={self.activation}, loss={self.loss!r}, "
                 f"backend={self.backend!r}, dim={self.dim})")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickling and copying rebuild the network from its definition (the core's model is
+        made again), so networks travel to process pools, Dask and joblib workers."""
+        return (Network, (self.widths, self.activation, None, self.loss, self.backend))
+
     # --- parameters -------------------------------------------------------------------------
 
     def init(self, seed: Any = 0, dtype: DTypeLike = np.float64, scheme: Optional[str] = None) -> np.ndarray:
@@ -100,7 +105,7 @@ class Network:
             scheme = "he_uniform" if self.activation.piecewise_linear else "glorot_uniform"
         if scheme not in INIT_SCHEMES:
             raise ValueError(f"unknown init scheme {scheme!r}; expected one of {', '.join(INIT_SCHEMES)}")
-        rng = np.random.default_rng(seed)
+        rng = seeded(np.random.default_rng, seed)
         theta = _zeros((self.dim,), np.float64, f"init: widths {self.widths} (d = {self.dim})")
         for W, b in self.layers(theta):
             fan_out, fan_in = W.shape
@@ -130,6 +135,8 @@ class Network:
         for k, ((W, b), (Wv, bv)) in enumerate(zip(layers, self.layers(theta)), start=1):
             for name, given, view in ((f"W_{k}", W, Wv), (f"b_{k}", b, bv)):
                 given = np.asarray(given)
+                if given.dtype.kind not in "biuf":
+                    raise TypeError(f"{name} must hold real numbers, got dtype {given.dtype}")
                 if given.shape != view.shape:
                     raise ValueError(f"{name} must have shape {view.shape}, got {given.shape}")
                 view[...] = given
@@ -229,6 +236,8 @@ class Network:
         dtype = cuda.numpy_dtype(dtype)
         out_width = self.widths[-1]
         Y = _as_ndarray(Y, "Y")
+        if self.loss == "cross_entropy" and isinstance(Y, (list, tuple)):
+            Y = _labels_or_targets(Y)
         if self.loss == "cross_entropy" and isinstance(Y, np.ndarray) and Y.ndim == 1 and Y.dtype.kind in "iu":
             if len(Y) and (Y.min() < 0 or Y.max() >= out_width):
                 raise ValueError(f"Y holds class labels, which must lie in [0, {out_width}), "
@@ -336,6 +345,28 @@ def _as_ndarray(value: ArrayLike, name: str) -> ArrayLike:
         return np.asarray(value)
     except (TypeError, ValueError, RuntimeError) as error:  # torch: CUDA or requires_grad tensors
         raise TypeError(f"{name} cannot be converted to a NumPy array: {error}") from None
+
+
+_Seeded = TypeVar("_Seeded")
+
+
+def seeded(make: Callable[[Any], _Seeded], seed: Any) -> _Seeded:
+    """make(seed) (a Generator, a SeedSequence), or ValueError naming seed."""
+    try:
+        return make(seed)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"seed must be a non-negative integer, a sequence of them, None or a numpy "
+                         f"Generator or SeedSequence, got {seed!r} ({error})") from None
+
+
+def _labels_or_targets(Y: Any) -> Any:
+    """A list of class labels as an integer array, as if it had been given as one; anything else
+    as it is."""
+    try:
+        array = np.asarray(Y)
+    except (TypeError, ValueError):
+        return Y
+    return array if array.ndim == 1 and array.dtype.kind in "iu" else Y
 
 
 def _array(value: Any, name: str, dtype: DTypeLike) -> np.ndarray:

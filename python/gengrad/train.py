@@ -290,6 +290,8 @@ def train(model: Model, theta0: ArrayLike, X: ArrayLike, Y: ArrayLike, optimizer
     resume : a checkpoint path to continue from (the settings must be the same).
     progress : show progress (default: when stderr is a terminal).
     callback : called as callback(epoch, theta) after every epoch.
+
+    Raises FloatingPointError when theta overflows (the run diverged), naming the epoch and step.
     """
     if not callable(getattr(model, "risk_and_gradient", None)):
         raise TypeError("model must have a risk_and_gradient(theta, X, Y, sample_weight) method "
@@ -385,6 +387,11 @@ def train(model: Model, theta0: ArrayLike, X: ArrayLike, Y: ArrayLike, optimizer
                     w = w * (total_weight / w.sum())
                 _, G = model.risk_and_gradient(theta, X_train[idx], Y_train[idx], w)
                 opt.step(theta, G)
+                if not np.isfinite(theta).all():
+                    raise FloatingPointError(
+                        f"training diverged: theta overflowed to Inf or NaN at epoch {epoch}, step "
+                        f"{first // batch + 1} of {-(-M // batch)} (the training risk after epoch {epoch - 1} was "
+                        f"{_text(history['risk'][-1])}); try a smaller lr than {lr:g}")
             risk = record(epoch)
             bar.update(risk)
             if callback is not None:
@@ -434,6 +441,8 @@ def command(args: argparse.Namespace) -> int:
     """Trains a network on a bundled data set and prints a summary."""
     from . import datasets, plots, set_num_threads
     from .network import Network
+    if args.plot:
+        plots.pyplot()  # matplotlib missing: fail before the work, not after it
     if args.threads is not None:
         set_num_threads(args.threads)
     dtype = np.dtype(args.dtype)

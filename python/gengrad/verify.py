@@ -20,9 +20,8 @@ in words and a readable ``str``; a check that cannot conclude says so and why.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence, TypedDict
+from typing import Any, Optional, Sequence, TypedDict
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
@@ -675,27 +674,6 @@ def verify(net: Network, theta: ArrayLike, X: ArrayLike, Y: ArrayLike,
 
 
 # --- inputs and outputs for the `gengrad verify` command ----------------------------------------
-
-def parse_activation(text: str) -> activations.Activation:
-    """An activation from text: a name, or a name with parameters such as ``leaky_relu(0.2)``,
-    ``hardtanh(-2,2)``, ``clip(-0.5,2)``."""
-    match = re.fullmatch(r"\s*(\w+)\s*(?:\((.*)\))?\s*", text)
-    if not match:
-        raise ValueError(f"activation must be a name or name(parameters), got {text!r}")
-    name, args = match.groups()
-    if args is None:
-        return activations.get(name)
-    constructors: dict[str, Callable[..., activations.Activation]] = {
-        "leaky_relu": activations.leaky_relu, "hardtanh": activations.hardtanh, "clip": activations.clip}
-    if name not in constructors:
-        raise ValueError(f"activation {name!r} takes no parameters; parameters are for "
-                         f"{', '.join(constructors)}")
-    try:
-        params = [float(a) for a in args.split(",")]
-    except ValueError:
-        raise ValueError(f"activation parameters must be numbers, got {args!r}") from None
-    return constructors[name](*params)
-
 
 def parse_convention(text: Optional[str]) -> activations.Convention:
     """None, "left", "right", a number, or comma-separated numbers (one per kink)."""
