@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import gengrad
+import sweep_jobs
 from gengrad import jobs, sweeps
 
 # ~0.1-0.3 s per job: long enough that a worker is busy when it is killed.
@@ -223,3 +224,91 @@ def test_a_dask_worker_killed_mid_sweep_loses_no_results(tmp_path, serial_table)
     assert len(list(tmp_path.joinpath("results").glob("*.npz"))) == len(DESCENT)
     manifest = json.loads((tmp_path / "sweep.json").read_text())
     assert manifest["job"] == "gengrad.jobs.descent_job" and manifest["configs"] == DESCENT
+
+
+class InlineExecutor(ThreadPoolExecutor):
+    """Runs each job at once; its futures have Dask's release(), which the sweep must call."""
+
+    def __init__(self):
+        super().__init__(1)
+        self.released = 0
+
+    def submit(self, fn, *args, **kwargs):
+        future = super().submit(fn, *args, **kwargs)
+        future.release = lambda: setattr(self, "released", self.released + 1)
+        return future
+
+
+def test_saved_results_are_released_and_never_computed_again(tmp_path, monkeypatch):
+    """Dask reruns the jobs of a dead worker, also those whose results the driver holds: the
+    sweep releases each result before saving it, and a rerun job whose file exists returns at
+    once (the driver then reads the file)."""
+    expected = gengrad.sweep(jobs.descent_job, QUICK, "serial", out=tmp_path)
+    with InlineExecutor() as executor:
+        gengrad.sweep(jobs.descent_job, QUICK, executor, out=tmp_path / "fresh")
+        assert executor.released == len(QUICK)
+    calls = []
+    def counting(config):
+        calls.append(config)
+        return {}
+    counting.__module__, counting.__qualname__ = "gengrad.jobs", "descent_job"  # the same job
+    monkeypatch.setattr(sweeps._Store, "finished", lambda self, keys, real=sweeps._Store.finished:
+                        real(self, keys) if len(keys) == 1 else {})  # every config looks pending
+    with InlineExecutor() as executor:
+        table = gengrad.sweep(counting, QUICK, executor, out=tmp_path)
+    assert calls == [] and executor.released == len(QUICK)
+    assert_tables_equal(table, expected)
+
+
+def test_a_thread_pool_sweep_leaves_the_thread_count_alone():
+    before = gengrad.get_num_threads()
+    try:
+        gengrad.set_num_threads(3)
+        with ThreadPoolExecutor(2) as executor:
+            table = gengrad.sweep(sweep_jobs.threads_job, [dict(seed=s) for s in range(4)], executor, threads_per_job=1)
+        assert gengrad.get_num_threads() == 3 and list(table["threads"]) == [1] * 4
+    finally:
+        gengrad.set_num_threads(before)
+
+
+def test_a_killed_pool_worker_is_reported_as_such(tmp_path):
+    with pytest.raises(sweeps.WorkerDied, match="a worker process died"):
+        gengrad.sweep(sweep_jobs.kill_worker_job, [dict(seed=s, kill=s == 1) for s in range(3)], out=tmp_path,
+                      max_workers=1)
+
+
+def test_pool_workers_end_with_a_killed_driver(tmp_path):
+    """The driver (a child process) runs a sweep of slow jobs on its own pool and is killed:
+    the pool's workers end too, instead of finishing jobs nobody collects."""
+    import subprocess
+    import sys
+    import time
+    driver = subprocess.Popen([sys.executable, "-c", f"""
+import gengrad, sweep_jobs
+gengrad.sweep(sweep_jobs.sleep_job, [dict(seconds=60, folder={str(tmp_path)!r}, seed=s) for s in range(2)],
+              max_workers=2)
+"""], env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("*.pid"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = [int(p.read_text()) for p in tmp_path.glob("*.pid")]
+    assert len(workers) == 2
+    driver.kill()
+    driver.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not reaped by the killed driver's init) counts as ended
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -24,6 +24,8 @@ PYBIND11_MODULE(_core, m) {
     gengrad::python::register_flow(m);
     m.def("set_num_threads", &gengrad::set_num_threads, py::arg("n"));
     m.attr("MAX_THREADS") = gengrad::kMaxThreads;
+    m.def("set_thread_limit", &gengrad::set_thread_limit, py::arg("n"));
+    m.def("get_thread_limit", &gengrad::thread_limit);
     m.def("get_num_threads", &gengrad::num_threads);
     m.def("workspace_bytes", &gengrad::workspace_bytes);
     m.def("select_isa", [](const std::string& isa) { return std::string(gengrad::select_kernels(isa).isa); }, py::arg("isa"));

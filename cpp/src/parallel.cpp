@@ -38,6 +38,7 @@ inline void cpu_relax() {
 }
 
 thread_local bool t_in_task = false;
+thread_local int t_limit = 0;
 
 struct Job {
     TaskFunction body;
@@ -211,7 +212,14 @@ void set_num_threads(int n) {
     g_threads.store(n, std::memory_order_relaxed);
 }
 
-int call_threads() { return t_in_task ? 1 : num_threads(); }
+void set_thread_limit(int n) {
+    if (n < 0 || n > kMaxThreads) throw std::invalid_argument(out_of_range("limit = " + std::to_string(n)) + " (or 0: none)");
+    t_limit = n;
+}
+
+int thread_limit() { return t_limit; }
+
+int call_threads() { return t_in_task ? 1 : t_limit > 0 ? t_limit : num_threads(); }
 
 void run_tasks(int64_t n_tasks, int threads, TaskFunction body, void* context) {
     if (n_tasks <= 0) return;

@@ -23,6 +23,10 @@ import json
 import multiprocessing
 import os
 import pickle
+import signal
+import sys
+import threading
+import time
 import warnings
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -32,8 +36,8 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from . import _core
 from .files import write_atomically
+from .threads import limit
 
 Config = dict[str, Any]
 Result = dict[str, np.ndarray]
@@ -45,6 +49,12 @@ _CONFIG_ENTRY = "__config__"
 _MANIFEST = "sweep.json"
 _TABLE = "table.npz"
 _RESULTS = "results"
+
+
+class WorkerDied(RuntimeError):
+    """A worker process died (killed, or crashed, for example out of memory) while jobs ran on
+    it; which job it was running is not known. Results that finished before are on disk: a rerun
+    resumes."""
 
 
 class JobFailed(RuntimeError):
@@ -89,12 +99,17 @@ def sweep(fn: Job, configs: Iterable[Mapping[str, Any]],
     out : a directory for the result files. Configs whose result file exists are not run
         again, so rerunning an interrupted sweep completes it. None: nothing is written.
     threads_per_job : gengrad threads for each job in the workers (default 1: the executor
-        provides the parallelism); None leaves the workers' setting. Results do not depend on
-        it. Ignored with ``"serial"``.
+        provides the parallelism), for the job's own thread only (``gengrad.threads.limit``), so
+        a thread pool leaves the process's count as it was; None leaves the workers' setting.
+        Results do not depend on it. Ignored with ``"serial"``.
     progress : called as ``progress(finished, total)`` after each result is written.
 
-    Raises ``JobFailed`` when a job raises (after saving the results of jobs that were already
-    running); jobs not yet started are cancelled.
+    Raises ``JobFailed`` when a job raises and ``WorkerDied`` when a worker process dies (after
+    saving the results of jobs that were already running); jobs not yet started are cancelled.
+    The process pool started for ``executor=None`` ends with this process, also when it is
+    killed. A result already on disk is never computed again, also when Dask retries the jobs
+    of a dead worker (their results are released once saved; a retried job whose file exists
+    returns at once).
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
@@ -108,7 +123,13 @@ def sweep(fn: Job, configs: Iterable[Mapping[str, Any]],
 
     columns = {HASH_COLUMN, *_keys_in_order(configs)}
 
-    def record(key: str, config: Config, result: Result) -> None:
+    def record(key: str, config: Config, result: Optional[Result]) -> None:
+        if result is None:  # a retried job found its result saved (a Dask worker died after it)
+            assert store is not None
+            results.update(store.finished([key]))
+            if key in results:
+                return
+            raise WorkerDied(f"the result file of config {canonical_json(config)} vanished while the sweep ran")
         clash = columns.intersection(result)
         if clash:
             raise ValueError(f"the job's result names {sorted(clash)} are also config keys or "
@@ -122,12 +143,13 @@ def sweep(fn: Job, configs: Iterable[Mapping[str, Any]],
     if executor == "serial":
         for key, config in pending:
             try:
-                result = _run_job(fn, config, None)
+                result = _run_job(fn, config, None, None)
             except Exception as error:
                 raise JobFailed(config, key, error) from error
             record(key, config, result)
     elif executor is None or isinstance(executor, cf.Executor):
-        _run_on(executor, fn, pending, threads, max_workers, record)
+        saved = None if store is None else str(store.results)
+        _run_on(executor, fn, pending, threads, max_workers, record, saved)
     else:
         raise TypeError(f"executor must be a concurrent.futures.Executor, 'serial' or None, "
                         f"got {executor!r}")
@@ -181,12 +203,18 @@ def to_dataframe(table: Table) -> Any:
 # --- running ------------------------------------------------------------------------------
 
 
-def _run_job(fn: Job, config: Config, threads: Optional[int]) -> Result:
-    """Runs in the worker: sets the thread count, runs the job and checks its result there, so
-    a malformed result fails the job that produced it."""
-    if threads is not None:
-        _core.set_num_threads(threads)
-    raw = fn(dict(config))
+def _run_job(fn: Job, config: Config, threads: Optional[int], saved: Optional[str]) -> Optional[Result]:
+    """Runs in the worker: the job on at most `threads` gengrad threads (for calls from this
+    thread only, so a thread pool's workers leave the process's count alone), its result checked
+    there, so that a malformed result fails the job that produced it. None if the result is
+    already in the folder `saved` (a job retried by Dask after a worker died)."""
+    if saved is not None and os.path.exists(os.path.join(saved, f"{config_hash(config)}.npz")):
+        return None
+    if threads is None:
+        raw = fn(dict(config))
+    else:
+        with limit(threads):
+            raw = fn(dict(config))
     if not isinstance(raw, Mapping):
         raise TypeError(f"the job must return a mapping from names to numbers or arrays, "
                         f"got {type(raw).__name__}")
@@ -205,7 +233,7 @@ def _run_job(fn: Job, config: Config, threads: Optional[int]) -> Result:
 
 def _run_on(executor: Optional[cf.Executor], fn: Job, pending: list[tuple[str, Config]],
             threads: Optional[int], max_workers: Optional[int],
-            record: Callable[[str, Config, Result], None]) -> None:
+            record: Callable[[str, Config, Optional[Result]], None], saved: Optional[str]) -> None:
     if not pending:
         return
     own = executor is None
@@ -218,10 +246,11 @@ def _run_on(executor: Optional[cf.Executor], fn: Job, pending: list[tuple[str, C
         # spawn, not fork: gengrad's pool is made again in a forked child, but the thread pools
         # of other libraries the parent has used (PyTorch, JAX) may hang it.
         executor = cf.ProcessPoolExecutor(_workers(max_workers, len(pending)),
-                                          mp_context=multiprocessing.get_context("spawn"))
-    futures = {executor.submit(_run_job, fn, config, threads): (key, config)
+                                          mp_context=multiprocessing.get_context("spawn"),
+                                          initializer=_die_with, initargs=(os.getpid(),))
+    futures = {executor.submit(_run_job, fn, config, threads, saved): (key, config)
                for key, config in pending}
-    failure: Optional[JobFailed] = None
+    failure: Optional[RuntimeError] = None
     try:
         for future in cf.as_completed(futures):
             key, config = futures[future]
@@ -229,9 +258,18 @@ def _run_on(executor: Optional[cf.Executor], fn: Job, pending: list[tuple[str, C
                 continue
             raised = future.exception()
             if raised is None:
-                record(key, config, future.result())
+                result = future.result()
+                # Dask recomputes the lost results of futures still held when a worker dies:
+                # a result about to be saved must not be held
+                getattr(future, "release", lambda: None)()
+                record(key, config, result)
             elif failure is None:
-                failure = JobFailed(config, key, raised)
+                if _worker_died(raised):
+                    failure = WorkerDied(f"a worker process died while running the sweep's jobs ({raised}); "
+                                         "which job it ran is not known. Finished results are saved: rerun "
+                                         "to continue")
+                else:
+                    failure = JobFailed(config, key, raised)
                 failure.__cause__ = raised
                 for other in futures:  # the running ones finish and are saved
                     other.cancel()
@@ -242,6 +280,32 @@ def _run_on(executor: Optional[cf.Executor], fn: Job, pending: list[tuple[str, C
             executor.shutdown(wait=failure is not None, cancel_futures=True)
     if failure is not None:
         raise failure
+
+
+def _worker_died(error: BaseException) -> bool:
+    """A process pool's broken-pool error, or Dask's KilledWorker (not imported: optional)."""
+    return isinstance(error, cf.process.BrokenProcessPool) or type(error).__name__ == "KilledWorker"
+
+
+def _die_with(parent: int) -> None:
+    """A pool worker's initializer: it ends when the sweep's process does (killed, too), rather
+    than finishing jobs nobody will collect. Linux delivers SIGKILL at once; elsewhere a thread
+    checks every second."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(1.0)
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _workers(max_workers: Optional[int], jobs: int) -> int:

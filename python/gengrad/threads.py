@@ -8,6 +8,9 @@ every count.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 from . import _core
 
 MAX_THREADS: int = _core.MAX_THREADS
@@ -25,7 +28,30 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    return _core.get_num_threads()
+    """The threads calls from this thread may use: the limit of an enclosing ``limit`` block,
+    else the process's count."""
+    return _core.get_thread_limit() or _core.get_num_threads()
+
+
+@contextmanager
+def limit(n: int) -> Iterator[None]:
+    """Calls made by this thread inside the block use at most n threads (from 1 to MAX_THREADS);
+    other threads and the process's count are not affected. For work on thread pools, such as
+    sweep's threads_per_job in a ThreadPoolExecutor.
+
+        with gengrad.threads.limit(1):
+            net.risk_and_gradient(theta, X, Y)
+    """
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be an integer, got {n!r}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"n must be an integer from 1 to {MAX_THREADS}, got {n}")
+    before = _core.get_thread_limit()
+    _core.set_thread_limit(n)
+    try:
+        yield
+    finally:
+        _core.set_thread_limit(before)
 
 
 def register_with_threadpoolctl() -> bool:

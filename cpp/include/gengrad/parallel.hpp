@@ -25,7 +25,13 @@ void set_num_threads(int n);
 // integer in [1, kMaxThreads]. Called once at import (and by default_threads).
 int threads_from_environment();
 
-// The threads a call starting now may use: num_threads(), or 1 inside a task of a parallel loop.
+// A limit for the calls made by the current thread only (0: none), such as a sweep's
+// threads_per_job in a thread pool, which must not change the process's count.
+void set_thread_limit(int n);
+int thread_limit();
+
+// The threads a call starting now may use: num_threads() (or this thread's limit), or 1 inside a
+// task of a parallel loop.
 int call_threads();
 
 // Runs body(context, task, worker) for task = 0..n_tasks-1 on at most `threads` threads; worker
