@@ -22,10 +22,11 @@ ALLOWED = (TypeError, ValueError, MemoryError)
 SPECIAL = [math.nan, math.inf, -math.inf, 0.0, -0.0, 5e-324, 1e308, -1e308, 1.0, -2.0]
 BAD_WIDTHS = [0, -1, 2**62 + 1, 2.5, True, "3", None, 10**30, np.int64(3)]
 ACTIVATIONS = ["relu", "leaky_relu", "hardtanh", "relu6", "abs", "identity", "tanh", "sigmoid",
-               "softplus", "gelu", "silu"]
-BAD_ACTIVATIONS = ["clip", "relu7", "", None, 3]
+               "softplus", "gelu", "silu", "leaky_relu(0.2)", "hardtanh(-2, 2)", "clip(-0.5,2)"]
+BAD_ACTIVATIONS = ["clip", "relu7", "", None, 3, "leaky_relu(nan)", "relu(1)", "clip(1)", "hardtanh(2,1)",
+                   "relu("]
 CONVENTIONS = ["left", "right", 0.0, 1.0, -1.0, (1.0, 1.0)]  # valid for some activations
-BAD_CONVENTIONS = [0.5, math.nan, (0.0,), "middle"]
+BAD_CONVENTIONS = [0.5, math.nan, (0.0,), "middle", {1: 0.5}, {0.0}]
 LOSSES = ["squared_error", "cross_entropy"]
 OTHER_DTYPES = [np.float16, np.int64, np.int32, np.bool_, np.complex128, object, "U3"]
 # Not "layers": it does not check theta's shape yet (test_fuzz.test_layers_checks_theta).
@@ -190,6 +191,14 @@ def random_call(source: Any) -> Call:
     if rarely(source, 2):
         return Call("ensemble.step", ens.step, [thetas, X, Y, mostly(source, [0.1], [0.0, -1.0, math.nan])],
                     layout_free=False)
+    if rarely(source, 3):  # one X per network, for as many networks or one more or fewer
+        networks = ens.n + source.integer(-1, 1)
+        Xs = random_array(source, (networks, M, net.widths[0]), dtype)
+        method = pick(source, ["forward", "kink_counts"])
+        return Call(f"ensemble.{method}", getattr(ens, method), [thetas, Xs])
+    if net.loss == "cross_entropy" and rarely(source, 2):  # integer labels per network, or one-hot rows
+        rows = pick(source, [(ens.n, M), (M, net.widths[-1])])
+        Y = np.array([[source.integer(0, net.widths[-1]) for _ in range(rows[1])] for _ in range(rows[0])], np.int64)
     return Call("ensemble.risk_and_gradient", ens.risk_and_gradient, [thetas, X, Y, weight])
 
 
