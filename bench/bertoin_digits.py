@@ -40,7 +40,7 @@ def one_initialisation(widths, seed, X, labels, batch, dtype):
     left = gengrad.Network(widths, "relu", 0.0, loss="cross_entropy")
     right = gengrad.Network(widths, "relu", 1.0, loss="cross_entropy")
     theta = left.init(seed, np.float64, scheme="torch").astype(dtype)
-    first_layer = widths[0] * widths[1]           # W_1 leads the flat θ (MATH.md §1)
+    first_layer = widths[0] * widths[1]           # W_1 leads the flat θ (docs/math.md §1)
     order = np.random.default_rng(seed).permutation(len(X))
     X = X.astype(dtype)
     differing, hit_batches, hits = 0, 0, np.zeros(len(widths) - 2, np.int64)

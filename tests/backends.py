@@ -4,7 +4,7 @@ backend, the CUDA backend on the GPU (where there is one) and its kernels' phase
 the CPU (where gengrad._cuda is built), PyTorch autograd and JAX, the last two when installed.
 
 A peer fixes its own derivative at each kink. ``kink_values(activation)`` says which, as
-research/peers.md measured it (and branching on the peer's version where that changed), so the
+measured for each peer (and branching on the peer's version where that changed), so the
 suite compares the peer with the reference *under the peer's convention*. Where the peer's
 value is not a one-sided derivative (torch's abs'(0) = 0), gengrad refuses that convention and
 the suite compares only data that hits no kink; test_peer_conventions.py shows the difference.

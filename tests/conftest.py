@@ -15,13 +15,13 @@ ACTIVATIONS = [
 ACTIVATION_IDS = [f"{a if isinstance(a, str) else a.name + str(a.params)}-{c}" for a, c in ACTIVATIONS]
 
 
-# MATH.md §6: widths (1,1,1), θ = (w, b, v, c) = (1, 0, -1, 1), one datum (0, 0). The limiting
+# docs/math.md §6: widths (1,1,1), θ = (w, b, v, c) = (1, 0, -1, 1), one datum (0, 0). The limiting
 # subdifferential is {(0,0,0,2), (0,-2,0,2)}: G for relu'(0) = 0 and 1; the 1/2-rule gives
 # (0,-1,0,2), a Clarke but not a limiting Fréchet subgradient.
 MATH6_EXAMPLE = ((1, 1, 1), np.array([1.0, 0.0, -1.0, 1.0]), np.array([[0.0]]), np.array([[0.0]]))
 MATH6_LIMITS = {0.0: np.array([0.0, 0.0, 0.0, 2.0]), 1.0: np.array([0.0, -2.0, 0.0, 2.0])}
 
-# dereich2025.md §4.3(a): widths (1,2,1,1), W1 = (1, 2)^T, b1 = 0, W2 = (-2, 1), b2 = 0, v = 1,
+# docs/math.md §3, the cancellation example: widths (1,2,1,1), W1 = (1, 2)^T, b1 = 0, W2 = (-2, 1), b2 = 0, v = 1,
 # c = 0.5 on x in {1, 2}: the layer-2 pre-activation -2 relu(x) + relu(2x) cancels to 0 on both
 # samples, and the shifted softplus converges to the 1/2-rule there, not to G.
 CANCELLATION_EXAMPLE = ((1, 2, 1, 1), np.array([1, 2, 0, 0, -2, 1, 0, 1, 0.5], dtype=np.float64),

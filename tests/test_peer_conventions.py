@@ -1,14 +1,14 @@
 """Where a peer's derivative at a kink is not one of the one-sided derivatives, its "gradient"
-need not be a limiting Fréchet subgradient; gengrad's G always is (MATH.md §3, §6;
-research/peers.md §1).
+need not be a limiting Fréchet subgradient; gengrad's G always is (docs/math.md §3, §6; the
+peers' values at kinks are recorded in tests/backends.py).
 
-The MATH.md §6 network with the kink moved to κ: widths (1,1,1), θ = (w, b, v, c) =
+The docs/math.md §6 network with the kink moved to κ: widths (1,1,1), θ = (w, b, v, c) =
 (1, κ, -1, 1 + a(κ)), one datum (0, 0), so z = b = κ sits on the kink and
 L = (c - a(b))², dL/db = -2 a'(κ). The kink of L in b is concave for these activations, so
 the limiting subdifferential is {G_left, G_right} (the one-sided conventions); a value strictly
 between the one-sided derivatives gives a vector in their convex hull (a Clarke subgradient)
 but not in the set. Each test shows the difference at the kink, certifies gengrad's G for both
-one-sided conventions with the witness of MATH.md §5, and shows that the peer's vector is none
+one-sided conventions with the witness of docs/math.md §5, and shows that the peer's vector is none
 of the witness limits and far from every gradient at nearby differentiable points.
 """
 import numpy as np
@@ -95,7 +95,7 @@ def test_peer_value_at_a_kink(peer, name, kink, peer_gradient, peer_value):
     left, right = act.slopes[i], act.slopes[i + 1]
     theta, X, Y = _example(act, kink)
     G_peer = peer_gradient(theta)
-    np.testing.assert_allclose(G_peer[1], -2 * peer_value, atol=1e-15)  # the value peers.md lists
+    np.testing.assert_allclose(G_peer[1], -2 * peer_value, atol=1e-15)  # the value tests/backends.py lists
 
     limits = {}
     for side in ("left", "right"):       # only kink i is hit: the others' sides do not matter

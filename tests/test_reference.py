@@ -1,4 +1,4 @@
-"""Tests of the NumPy reference (gengrad.reference) against MATH.md and its worked examples."""
+"""Tests of the NumPy reference (gengrad.reference) against docs/math.md and its worked examples."""
 import math
 import zlib
 
@@ -42,7 +42,7 @@ def test_layout_dim_unflatten():
     widths = (3, 4, 2)
     assert R.dim(widths) == 4 * (3 + 1) + 2 * (4 + 1) == 26
     assert R.dim((1, 1, 1)) == 4
-    assert R.dim((2, 5, 4, 1)) == 44  # dereich2025.md §7
+    assert R.dim((2, 5, 4, 1)) == 44  # docs/math.md §1
     assert R.layout(widths) == [(0, 12, 4, 3), (16, 24, 2, 4)]
 
     theta = np.arange(26, dtype=np.float64)
@@ -470,7 +470,7 @@ def test_plain_softplus_converges_to_the_half_rule_at_a_first_layer_kink():
                     R.approx_gradient(theta, widths, act, X, Y, r, family), G)
 
 
-# --- dereich2025.md §4.3(a): the cancellation example ---------------------------------------
+# --- docs/math.md §3: the cancellation example -------------------------------------------
 
 def _relu_backprop(theta, widths, X, Y, slope_at_zero):
     """Squared-error, mean-risk backprop for a ReLU net with relu'(0) = slope_at_zero,
@@ -511,7 +511,7 @@ def test_cancellation_example(convention):
     # here the layer-2 slope enters G linearly (only layer 2 hits the kink): verified, not assumed
     np.testing.assert_allclose(G_half, (G0 + G1) / 2, rtol=0, atol=1e-15)
     assert G_half[6] == -0.5                                   # the b2 component
-    assert np.linalg.norm(G_half - G0) == pytest.approx(1.458, abs=1e-3)  # dereich2025.md §7
+    assert np.linalg.norm(G_half - G0) == pytest.approx(1.458, abs=1e-3)  # docs/math.md §3
 
     dists = []
     for r in (1e2, 1e3, 1e4, 1e5, 1e6):

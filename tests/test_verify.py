@@ -1,5 +1,5 @@
 """gengrad.verify: each check passes where the mathematics says it must, fails (with the reason)
-where it must not, and the MATH.md §6 examples come out as the paper says."""
+where it must not, and the docs/math.md §6 examples come out as the paper says."""
 import math
 
 import numpy as np
@@ -308,7 +308,7 @@ def test_kink_statistics_catch_conventions_that_differ_without_hits(monkeypatch)
     assert not stats.passed and "no kink is hit" in stats.reason
 
 
-# --- verify() and MATH.md §6 ------------------------------------------------------------------
+# --- verify() and docs/math.md §6 ------------------------------------------------------------------
 
 @pytest.mark.parametrize("data", ["kink", "random"])
 def test_verify_runs_all_four(data):

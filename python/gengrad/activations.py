@@ -1,4 +1,4 @@
-"""Activations, their kink conventions and approximant families (MATH.md §3).
+"""Activations, their kink conventions and approximant families (docs/math.md §3).
 
 This module is the one place that says, for every named activation, where its kinks are,
 what the one-sided slopes around them are, and which one-sided derivative the generalized
@@ -99,7 +99,7 @@ def _piecewise(name: str, params: tuple[float, ...], kinks: tuple[float, ...], s
                       float(value_at_first_kink), tuple(default_right))
 
 
-# --- the named activations: kinks, slopes and default conventions (MATH.md §3) ----------------
+# --- the named activations: kinks, slopes and default conventions (docs/math.md §3) ----------------
 
 def relu() -> Activation:
     """max(z, 0); relu'(0) = 0 by default, as PyTorch, JAX and TensorFlow."""
@@ -187,7 +187,7 @@ def _with_convention(act: Activation, convention: Convention) -> Activation:
         if value not in (left, right):
             between = min(left, right) < value < max(left, right)
             reason = (" (a value strictly between the one-sided derivatives need not give a "
-                      "limiting Frechet subgradient, MATH.md §6)" if between else "")
+                      "limiting Frechet subgradient, docs/math.md §6)" if between else "")
             raise ValueError(f"convention {value:g} at the kink {kink:g} of {act.name} must be "
                              f"one of the one-sided derivatives {left:g} (left) or {right:g} "
                              f"(right){reason}")

@@ -162,7 +162,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help="digits of the fine monodromy integration (0: double precision only)")
     p.add_argument("--no-contrasts", action="store_true", help="skip the contrast models")
     p.set_defaults(run=narrow)
-    p = commands.add_parser("verify", help="check the paper's three claims (MATH.md §5) on a "
+    p = commands.add_parser("verify", help="check the paper's three claims (docs/math.md §5) on a "
                             "network: approximation, subgradient certificate, finite "
                             "differences, kink statistics")
     p.add_argument("--widths", default="2,5,4,1", help="layer widths, e.g. 2,5,4,1")
@@ -178,7 +178,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                    help="dtype of the approximation study (the certificate and finite "
                         "differences run in float64)")
-    p.add_argument("--theta", help=".npy file holding a flat theta (MATH.md §1 layout)")
+    p.add_argument("--theta", help=".npy file holding a flat theta (docs/math.md §1 layout)")
     p.add_argument("--plot", help="image file: ||grad L_r - G|| against r, per family")
     p.set_defaults(run=verify_command)
     p = commands.add_parser("info", help="build information, threads, whether the CUDA backend is usable")

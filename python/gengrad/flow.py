@@ -1,4 +1,4 @@
-"""The gradient flow theta'(t) = -G(theta(t)) of a network's risk (MATH.md §7).
+"""The gradient flow theta'(t) = -G(theta(t)) of a network's risk (docs/math.md §7).
 
 ``flow(net, theta0, X, Y, t_end)`` integrates it in float64 with the event-aware integrator of
 the C++ core (cpp/include/gengrad/flow.hpp): Dormand-Prince 8(5,3) with error control on each

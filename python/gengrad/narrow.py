@@ -1,4 +1,4 @@
-"""The narrow two-layer network of Park 2024, computationally (MATH.md §8).
+"""The narrow two-layer network of Park 2024, computationally (docs/math.md §8).
 
 Source and what could be read of it
 -----------------------------------
@@ -15,7 +15,7 @@ integrable in the meromorphic category and has no Liouvillian closed form. No eq
 of the paper is quoted below because none could be read, and the paper's singular points and
 exponents could not be compared with ours.
 
-So this module builds the construction MATH.md §8 prescribes for the model(s) it can justify,
+So this module builds the construction docs/math.md §8 prescribes for the model(s) it can justify,
 and states each assumption.
 
 Assumptions (A1-A5)
@@ -156,7 +156,7 @@ class Model:
 
     @property
     def gengrad_indices(self) -> tuple[int, ...]:
-        """Where θ's four entries sit in gengrad's flat parameter vector (MATH.md §1)."""
+        """Where θ's four entries sit in gengrad's flat parameter vector (docs/math.md §1)."""
         return (0, 1, 2, 3) if self.architecture == "biased" else (0, 1, 4, 5)
 
     @property

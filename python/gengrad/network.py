@@ -33,7 +33,7 @@ class _Backend(Protocol):
 
 
 class Network:
-    """A fully-connected network with widths (l_0, ..., l_L) (MATH.md §1-§4).
+    """A fully-connected network with widths (l_0, ..., l_L) (docs/math.md §1-§4).
 
     Parameters
     ----------
@@ -163,7 +163,7 @@ class Network:
 
     def risk_and_gradient(self, theta: ArrayLike, X: ArrayLike, Y: ArrayLike, sample_weight: Optional[ArrayLike] = None,
                           out: Optional[np.ndarray] = None) -> tuple[float, np.ndarray]:
-        """(L(theta), G(theta)): the risk and its generalized gradient (MATH.md §4).
+        """(L(theta), G(theta)): the risk and its generalized gradient (docs/math.md §4).
 
         ``out``, if given, is a writeable C-contiguous array of shape (dim,) and theta's dtype
         that receives G.
@@ -180,7 +180,7 @@ class Network:
     def approx_gradient(self, theta: ArrayLike, X: ArrayLike, Y: ArrayLike, r: float, family: str = "cubic",
                         sample_weight: Optional[ArrayLike] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
         """grad L_r(theta): the gradient of the risk of the network whose activation is replaced
-        by the approximant A_r of ``family`` (gengrad.activations.FAMILIES; MATH.md §3)."""
+        by the approximant A_r of ``family`` (gengrad.activations.FAMILIES; docs/math.md §3)."""
         activations.check_family(family)
         r = _positive(r, "r")
         G = self._risk_gradient(theta, X, Y, sample_weight, _FAMILY_CODES[family], r, True, out)[1]
@@ -189,7 +189,7 @@ class Network:
 
     def kink_counts(self, theta: ArrayLike, X: ArrayLike) -> np.ndarray:
         """Per hidden layer, the number of (sample, neuron) pairs whose pre-activation is exactly
-        at a kink of the activation (MATH.md §6)."""
+        at a kink of the activation (docs/math.md §6)."""
         theta = self._theta(theta)
         return self._impl.kink_counts(theta, self._X(X, theta.dtype))
 

@@ -1,11 +1,11 @@
-"""The NumPy float64 reference: MATH.md written as code.
+"""The NumPy float64 reference: docs/math.md written as code.
 
-Everything here is the plain reading of the specification (MATH.md §1-§4): loops over layers,
+Everything here is the plain reading of the specification (docs/math.md §1-§4): loops over layers,
 one formula per activation, no speed tricks. It is the oracle the C++ core and every other
 implementation are tested against, so it depends on nothing but NumPy, ``math`` and the
 activation spec objects of :mod:`gengrad.activations`.
 
-Conventions (MATH.md §1-§2): ``X`` has shape (M, l_0), ``Y`` shape (M, l_L); z^1 = W_1 x + b_1,
+Conventions (docs/math.md §1-§2): ``X`` has shape (M, l_0), ``Y`` shape (M, l_L); z^1 = W_1 x + b_1,
 h^k = a(z^k) for k < L, z^{k+1} = W_{k+1} h^k + b_{k+1}; the output z^L is affine. The risk is
 sum_m w_m loss(z^L_m, y_m) with sample weights w (a finite measure), by default w_m = 1/M.
 """
@@ -38,7 +38,7 @@ def _check_widths(widths: Iterable[int]) -> tuple[int, ...]:
 
 
 def layout(widths: Iterable[int]) -> list[tuple[int, int, int, int]]:
-    """Per layer k = 1..L: (weight_offset, bias_offset, rows = l_k, cols = l_{k-1}) (MATH.md §1).
+    """Per layer k = 1..L: (weight_offset, bias_offset, rows = l_k, cols = l_{k-1}) (docs/math.md §1).
 
     Layer by layer; within a layer first W_k in row-major order (row = output neuron), then b_k.
     """
@@ -53,13 +53,13 @@ def layout(widths: Iterable[int]) -> list[tuple[int, int, int, int]]:
 
 
 def dim(widths: Iterable[int]) -> int:
-    """d = sum_{k=1..L} l_k (l_{k-1} + 1) (MATH.md §1)."""
+    """d = sum_{k=1..L} l_k (l_{k-1} + 1) (docs/math.md §1)."""
     widths = _check_widths(widths)
     return sum(widths[k] * (widths[k - 1] + 1) for k in range(1, len(widths)))
 
 
 def unflatten(theta: ArrayLike, widths: Iterable[int]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """[(W_k of shape (l_k, l_{k-1}), b_k of shape (l_k,)) for k = 1..L] (MATH.md §1).
+    """[(W_k of shape (l_k, l_{k-1}), b_k of shape (l_k,)) for k = 1..L] (docs/math.md §1).
 
     The blocks are views of the float64 vector (of a float64 copy if ``theta`` was not one).
     """
@@ -96,7 +96,7 @@ def _pl_bounds(act: Activation) -> tuple[float, float]:
 
 
 def activation_value(act: Activation, z: ArrayLike) -> np.ndarray:
-    """a(z), each named activation by its own formula (MATH.md §3)."""
+    """a(z), each named activation by its own formula (docs/math.md §3)."""
     z = np.asarray(z, dtype=np.float64)
     name = act.name
     if name == "relu":
@@ -157,7 +157,7 @@ def _derivative_off_kinks(act: Activation, z: np.ndarray) -> np.ndarray:
 
 def generalized_derivative(act: Activation, z: ArrayLike) -> np.ndarray:
     """𝔞(z): a'(z) off the kinks, the convention ``act.derivative_at_kinks[i]`` at kinks[i]
-    (MATH.md §3)."""
+    (docs/math.md §3)."""
     z = np.asarray(z, dtype=np.float64)
     d = _derivative_off_kinks(act, z)
     for kappa, convention in zip(act.kinks, act.derivative_at_kinks):
@@ -253,12 +253,12 @@ def _approximant(act: Activation, z: ArrayLike, r: Any, family: str) -> tuple[np
 
 
 def approximant_value(act: Activation, z: ArrayLike, r: Any, family: str) -> np.ndarray:
-    """A_r(z) of the named approximant family (MATH.md §3)."""
+    """A_r(z) of the named approximant family (docs/math.md §3)."""
     return _approximant(act, z, r, family)[0]
 
 
 def approximant_derivative(act: Activation, z: ArrayLike, r: Any, family: str) -> np.ndarray:
-    """A_r'(z) of the named approximant family (MATH.md §3)."""
+    """A_r'(z) of the named approximant family (docs/math.md §3)."""
     return _approximant(act, z, r, family)[1]
 
 
@@ -285,14 +285,14 @@ def _forward(params: list[tuple[np.ndarray, np.ndarray]], value: Elementwise, X:
 
 
 def pre_activations(theta: ArrayLike, widths: Iterable[int], act: Activation, X: ArrayLike) -> list[np.ndarray]:
-    """[z^1, ..., z^L], z^k of shape (M, l_k); z^L is the output (MATH.md §1)."""
+    """[z^1, ..., z^L], z^k of shape (M, l_k); z^L is the output (docs/math.md §1)."""
     params = unflatten(theta, widths)
     X = _check_data(X, widths, "X", tuple(widths)[0])
     return _forward(params, lambda z: activation_value(act, z), X)
 
 
 def forward(theta: ArrayLike, widths: Iterable[int], act: Activation, X: ArrayLike) -> np.ndarray:
-    """The network output z^L, shape (M, l_L) (MATH.md §1)."""
+    """The network output z^L, shape (M, l_L) (docs/math.md §1)."""
     return pre_activations(theta, widths, act, X)[-1]
 
 
@@ -310,7 +310,7 @@ def _logsumexp(Z: np.ndarray) -> np.ndarray:
 
 
 def loss_values(loss: str, Z: ArrayLike, Y: ArrayLike) -> np.ndarray:
-    """Per-sample loss, shape (M,) (MATH.md §2).
+    """Per-sample loss, shape (M,) (docs/math.md §2).
 
     squared_error: ||z - y||^2 (summed over outputs). cross_entropy: sum_j y_j (lse(z) - z_j),
     the softmax cross-entropy against the target distribution y.
@@ -325,7 +325,7 @@ def loss_values(loss: str, Z: ArrayLike, Y: ArrayLike) -> np.ndarray:
 
 
 def loss_gradient(loss: str, Z: ArrayLike, Y: ArrayLike) -> np.ndarray:
-    """d loss / d z per sample, shape (M, l_L) (MATH.md §2)."""
+    """d loss / d z per sample, shape (M, l_L) (docs/math.md §2)."""
     _check_loss(loss)
     Z, Y = np.asarray(Z, dtype=np.float64), np.asarray(Y, dtype=np.float64)
     if Z.ndim != 2 or Z.shape != Y.shape:
@@ -349,7 +349,7 @@ def _weights(sample_weight: Optional[ArrayLike], M: int) -> np.ndarray:
 
 def risk(theta: ArrayLike, widths: Iterable[int], act: Activation, X: ArrayLike, Y: ArrayLike,
          loss: str = "squared_error", sample_weight: Optional[ArrayLike] = None) -> float:
-    """L(theta) = sum_m w_m loss(z^L(x_m), y_m), by default w_m = 1/M (MATH.md §2)."""
+    """L(theta) = sum_m w_m loss(z^L(x_m), y_m), by default w_m = 1/M (docs/math.md §2)."""
     Z = forward(theta, widths, act, X)
     Y = _check_data(Y, widths, "Y", tuple(widths)[-1])
     w = _weights(sample_weight, Z.shape[0])
@@ -383,7 +383,7 @@ def _backprop(theta: ArrayLike, widths: Iterable[int], value: Elementwise, deriv
 
 def generalized_gradient(theta: ArrayLike, widths: Iterable[int], act: Activation, X: ArrayLike, Y: ArrayLike,
                          loss: str = "squared_error", sample_weight: Optional[ArrayLike] = None) -> np.ndarray:
-    """G(theta), shape (d,): backpropagation with a' replaced by 𝔞 (MATH.md §4)."""
+    """G(theta), shape (d,): backpropagation with a' replaced by 𝔞 (docs/math.md §4)."""
     return _backprop(theta, widths,
                      lambda z: activation_value(act, z),
                      lambda z: generalized_derivative(act, z),
@@ -394,7 +394,7 @@ def approx_gradient(theta: ArrayLike, widths: Iterable[int], act: Activation, X:
                     family: str = "cubic", loss: str = "squared_error",
                     sample_weight: Optional[ArrayLike] = None) -> np.ndarray:
     """grad L_r(theta): the gradient of the risk of the network with a replaced by A_r
-    (A_r forward, A_r' backward; MATH.md §3-§4)."""
+    (A_r forward, A_r' backward; docs/math.md §3-§4)."""
     _activations.check_family(family)
     r = _check_r(r)
     return _backprop(theta, widths,
@@ -405,7 +405,7 @@ def approx_gradient(theta: ArrayLike, widths: Iterable[int], act: Activation, X:
 
 def kink_counts(theta: ArrayLike, widths: Iterable[int], act: Activation, X: ArrayLike) -> np.ndarray:
     """Per hidden layer k = 1..L-1, the number of (sample, neuron) pairs whose pre-activation
-    equals one of ``act.kinks`` exactly (MATH.md §6); int64, shape (L-1,)."""
+    equals one of ``act.kinks`` exactly (docs/math.md §6); int64, shape (L-1,)."""
     zs = pre_activations(theta, widths, act, X)
     counts = []
     for z in zs[:-1]:                               # the affine output layer has no kinks

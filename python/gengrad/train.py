@@ -1,7 +1,7 @@
 """Training by the generalized gradient: GD, SGD, momentum and Adam, with checkpoints.
 
 ``train(model, theta0, X, Y, optimizer="adam", lr=1e-3, epochs=10, batch_size=32, seed=0)``
-runs mini-batch optimisation driven by G (MATH.md §4) and returns the parameters and a per-epoch
+runs mini-batch optimisation driven by G (docs/math.md §4) and returns the parameters and a per-epoch
 history of the risk and the norm of G on the whole training set.
 
 The model is anything with ``risk_and_gradient(theta, X, Y, sample_weight) -> (risk, G)``: a

@@ -1,4 +1,4 @@
-"""The paper's claims as checks you run on your own network (MATH.md §5-§6).
+"""The paper's claims as checks you run on your own network (docs/math.md §5-§6).
 
 Dereich, Do, Jentzen and Weber (arXiv 2501.15646) prove three things about the generalized
 gradient G(θ) that gengrad computes. Each function here turns one of them into a procedure on a
@@ -7,12 +7,12 @@ given network, θ and data, and returns the numbers together with a verdict and 
 - :func:`approximation_study` (R1): ∇L_r of every approximant family on a ladder of r. The
   admissible families reach G exactly once 1/r is below the smallest nonzero distance of a
   hidden pre-activation to a kink, and so agree with each other; the softplus families need not.
-- :func:`subgradient_certificate` (R2): the witness θ_ε → θ of MATH.md §5, points where the risk
+- :func:`subgradient_certificate` (R2): the witness θ_ε → θ of docs/math.md §5, points where the risk
   is C¹ and whose gradients tend to G(θ); so G(θ) is a limiting Fréchet subgradient.
 - :func:`finite_difference_check` (R3): where no pre-activation hits a kink the risk is C¹ and
   G equals central differences in float64.
 - :func:`kink_statistics`: exact kink hits per layer, what the one-sided convention changes,
-  float32 against float64 (MATH.md §6).
+  float32 against float64 (docs/math.md §6).
 
 :func:`verify` runs all four. Every result is a frozen dataclass with ``passed``, a ``reason``
 in words and a readable ``str``; a check that cannot conclude says so and why.
@@ -168,7 +168,7 @@ def approximation_study(net: Network, theta: ArrayLike, X: ArrayLike, Y: ArrayLi
                         r_values: Sequence[float] = DEFAULT_R,
                         families: Sequence[str] = tuple(activations.FAMILIES),
                         sample_weight: Optional[ArrayLike] = None) -> ApproximationStudy:
-    """∇L_r(θ) of each approximant family for each r, against G(θ) (MATH.md §3-§5, R1).
+    """∇L_r(θ) of each approximant family for each r, against G(θ) (docs/math.md §3-§5, R1).
 
     Computed in theta's dtype. If no r of the ladder exceeds r* = 1/gap, the study adds
     r = 2 r*, so that the exactness claim is always tested. Passes when every admissible family
@@ -264,7 +264,7 @@ class FiniteDifferenceCheck:
 def finite_difference_check(net: Network, theta: ArrayLike, X: ArrayLike, Y: ArrayLike, h: float = 1e-6,
                             rtol: float = 1e-6, sample_weight: Optional[ArrayLike] = None, max_coordinates: int = 2000,
                             seed: int = 0) -> FiniteDifferenceCheck:
-    """G(θ) against central finite differences of the float64 risk (MATH.md §5, R3).
+    """G(θ) against central finite differences of the float64 risk (docs/math.md §5, R3).
 
     Checks every coordinate, or a random ``max_coordinates`` of them (seeded) when d is larger.
     Coordinate i agrees when |FD_i - G_i| <= rtol max|G| + the rounding of the difference
@@ -355,11 +355,11 @@ def finite_difference_check(net: Network, theta: ArrayLike, X: ArrayLike, Y: Arr
 
 @dataclass(frozen=True, eq=False)
 class SubgradientCertificate:
-    """The witness θ_ε = θ + ε v of MATH.md §5 and what it shows (R2).
+    """The witness θ_ε = θ + ε v of docs/math.md §5 and what it shows (R2).
 
     v moves every kink-hitting pre-activation to the side of its convention: for neuron j of
     hidden layer k it changes (W_k[j], b_k[j]) by K^k u with u·(h, 1) = ±1 on every sample that
-    hits a kink. When all the neuron's hits want the same side u shifts the bias (MATH.md §5);
+    hits a kink. When all the neuron's hits want the same side u shifts the bias (docs/math.md §5);
     when hits at two kinks want opposite sides (hardtanh saturated at both ends) u rescales the
     neuron about the midpoint of the kinks. At every ε of the ladder θ_ε hits no kink and
     every pre-activation keeps its side (so the risk is C¹ near θ_ε with the derivative pattern
@@ -483,11 +483,11 @@ def subgradient_certificate(net: Network, theta: ArrayLike, X: ArrayLike, Y: Arr
                             eps_values: Optional[Sequence[float]] = None, K: Optional[float] = None,
                             witness: str = "affine", sample_weight: Optional[ArrayLike] = None
                             ) -> SubgradientCertificate:
-    """Certify G(θ) ∈ ∂L(θ), the limiting Fréchet subdifferential (MATH.md §5, R2).
+    """Certify G(θ) ∈ ∂L(θ), the limiting Fréchet subdifferential (docs/math.md §5, R2).
 
     Computed in float64 (a float32 theta is converted exactly). ``witness`` is "affine" (bias
     shifts, and a rescaling for a neuron whose hits at two kinks want opposite sides) or "bias"
-    (bias shifts only, as MATH.md §5; fails on such a neuron). K defaults to the first of
+    (bias shifts only, as docs/math.md §5; fails on such a neuron). K defaults to the first of
     10, 100, 1000, 10000 that puts every hit on its convention's side; ``eps_values`` default
     to five decades below the largest ε at which no other pre-activation crosses a kink.
     Passes when θ_ε is a valid witness point at every ε, ||∇L(θ_ε) - G(θ)|| falls like ε

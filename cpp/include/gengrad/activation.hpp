@@ -1,4 +1,4 @@
-// Activations (MATH.md §3): value, generalized derivative, and the approximants A_r.
+// Activations (docs/math.md §3): value, generalized derivative, and the approximants A_r.
 //
 // Every activation is a policy with `value(V)` and `derivative(V)` for V a scalar or a vector
 // (simd.hpp), and `is_kink(T)` for the kink statistics. The piecewise-linear activations (relu,

@@ -14,7 +14,7 @@ namespace gengrad {
 enum class ActivationKind : int32_t { piecewise_linear = 0, tanh, sigmoid, softplus, gelu, silu };
 
 // How the backward pass differentiates the activation: `exact` is the generalized derivative
-// (MATH.md §4); the others replace the activation by the approximant A_r of that family (§3).
+// (docs/math.md §4); the others replace the activation by the approximant A_r of that family (§3).
 enum class Family : int32_t { exact = 0, cubic, sine, softplus, shifted_softplus };
 
 enum class LossKind : int32_t { squared_error = 0, cross_entropy };

@@ -1,4 +1,4 @@
-// The flat parameter vector (MATH.md §1): layer by layer, W_k (l_k x l_{k-1}, row-major, row =
+// The flat parameter vector (docs/math.md §1): layer by layer, W_k (l_k x l_{k-1}, row-major, row =
 // output neuron) then b_k. The same order as torch.nn.utils.parameters_to_vector of
 // nn.Sequential(Linear, act, ..., Linear).
 #pragma once

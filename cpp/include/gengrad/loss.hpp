@@ -1,4 +1,4 @@
-// Losses (MATH.md §2): the per-sample loss and its derivative in the network output.
+// Losses (docs/math.md §2): the per-sample loss and its derivative in the network output.
 #pragma once
 #include <cmath>
 #include <cstddef>
@@ -13,7 +13,7 @@ namespace GENGRAD_ISA_NS {
 
 // Returns the softmax cross-entropy loss(z, y) for one sample whose n outputs lie at z[0],
 // z[stride], ...; when `delta` is set, overwrites them with weight * dloss/dz (the start of
-// backpropagation, MATH.md §4).
+// backpropagation, docs/math.md §4).
 // The squared error ||z - y||^2 is squared_error_term below; the name says which loss this is,
 // so no caller can pass another kind and get cross-entropy silently.
 template <class T>

@@ -1,4 +1,4 @@
-// Forward and backward passes of fully-connected networks (MATH.md §1, §4).
+// Forward and backward passes of fully-connected networks (docs/math.md §1, §4).
 //
 // Activations are stored feature-major: the values of neuron i for the samples of a block lie
 // contiguously, so SIMD lanes run across samples and narrow layers (width 1, 16, ...) use full
