@@ -11,6 +11,7 @@ sp = pytest.importorskip("sympy")
 mpmath = pytest.importorskip("mpmath")
 pytest.importorskip("scipy")
 
+import gengrad  # noqa: E402
 from gengrad import narrow  # noqa: E402
 from gengrad.cli import main  # noqa: E402
 
@@ -298,3 +299,37 @@ def test_command_prints_each_step_and_the_verdict():
 def test_command_refuses_bad_arguments(capsys):
     assert main(["narrow", "--target", "-1", "--no-contrasts"]) == 2
     assert "target" in capsys.readouterr().err
+
+
+def test_the_invariant_plane_is_fixed_by_the_involution_that_flips_b_and_c():
+    """(w, b, v, c) -> (w, -b, v, -c) maps f to x -> -f(-x): with odd tanh and the odd data it
+    leaves the risk unchanged, so its fixed plane {b = c = 0} is invariant under the flow."""
+    m = narrow.model("biased", "tanh", 1)
+    net = gengrad.Network(m.widths, "tanh")
+    (x1, x2), (y1, y2) = m.data
+    X, Y = np.array([[x1], [x2]], float), np.array([[float(y1)], [float(y2)]])
+    for theta in np.random.default_rng(0).normal(size=(20, 4)):
+        flipped = theta * np.array([1, -1, 1, -1])
+        assert net.risk(flipped, X, Y) == pytest.approx(net.risk(theta, X, Y), rel=1e-14)
+        G, G_flipped = net.gradient(theta, X, Y), net.gradient(flipped, X, Y)
+        np.testing.assert_allclose(G_flipped, G * np.array([1, -1, 1, -1]), rtol=1e-12, atol=1e-15)
+
+
+def test_a_contrast_with_one_loop_is_called_vacuous(capsys):
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        assert main(["narrow", "--digits", "0"]) == 0
+    line = next(line for line in buffer.getvalue().splitlines() if line.strip().startswith("bias_free, identity"))
+    assert "vacuous: one loop cannot fail" in line
+
+
+def test_without_an_obstruction_an_irregular_point_is_no_evidence(monkeypatch):
+    """Where the NVE has an irregular singular point, monodromy does not see the Stokes part of
+    the Galois group: commuting loops must not read as a sign of integrability."""
+    derive = narrow.derive
+    monkeypatch.setattr(narrow, "derive", lambda m: dataclasses.replace(derive(m), fuchsian=False))
+    lines = []
+    narrow.report("bias_free", "tanh", 1, digits=None, contrasts=False, out=lines.append)
+    text = "\n".join(lines)
+    assert "no obstruction found" in text and "irregular singular point" in text
+    assert "is no evidence for integrability" in text

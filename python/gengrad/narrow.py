@@ -11,7 +11,7 @@ could not be retrieved. What the readable text states: a two-layer narrow networ
 parameters**, trained by **gradient flow**; the **Morales-Ramis** theory is applied to the
 **variational equations along an integral curve**; under "mild conditions" the **identity
 component G⁰ of their differential Galois group is not solvable**, hence the flow is not
-integrable in the meromorphic category and has no Liouvillian closed form. No equation number
+not meromorphically integrable and has no Liouvillian closed form. No equation number
 of the paper is quoted below because none could be read, and the paper's singular points and
 exponents could not be compared with ours.
 
@@ -33,20 +33,25 @@ A3 (activation). σ odd, analytic near the real axis, σ'(0) ≠ 0. Computed for
    odd analytic activation gengrad implements) and σ = identity (the linear network).
 A4 (flow). θ' = −∇L(θ), continued to complex θ and complex time (it is meromorphic for tanh:
    rational in e^w, e^b, v, c).
-A5 (integrability notions). "Integrable" in the sense of Bogoyavlenskij with meromorphic
-   first integrals and commuting vector fields; Ayoul and Zung (2010) extend Morales-Ramis to
-   this non-Hamiltonian setting: integrability forces G⁰ of the variational equation along any
-   non-equilibrium integral curve Γ to be abelian. If G⁰ is not even solvable, the variational
-   equation is not solvable in Liouvillian functions (Kolchin), hence there is no Liouvillian
-   closed form for the flow's dependence on initial conditions along Γ.
+A5 (integrability notions). "Integrable" in the sense of Bogoyavlenskij: a complete set of
+   meromorphic first integrals and commuting meromorphic vector fields near Γ; Ayoul and Zung
+   (2010) extend Morales-Ramis to this non-Hamiltonian setting: such integrability forces G⁰ of
+   the variational equation along a non-equilibrium integral curve Γ to be abelian. A
+   non-abelian G⁰ excludes that kind of integrability, not every first integral. If G⁰ is not
+   even solvable, the variational equation is not solvable in Liouvillian functions (Kolchin),
+   hence there is no Liouvillian closed form for the flow's dependence on initial conditions
+   along Γ.
 
 The construction (each step is computed, and checked, by the functions below)
 -----------------------------------------------------------------------------
 1. Vector field F = −∇L, symbolically (``derive``), checked against gengrad's generalized
    gradient to rounding (``check_against_gengrad``).
-2. Invariant plane P. Odd σ and odd data make the risk invariant under θ ↦ (−w, −b, −v, c);
-   its fixed plane P = {b = c = 0} is invariant under the flow ("biased"). For "bias_free" the
-   neuron swap fixes P = {w1 = w2, v1 = v2}. On P the network is odd, L = (g − y*)² with the
+2. Invariant plane P. Odd σ and odd data make the risk invariant under the involution
+   (w, b, v, c) ↦ (w, −b, v, −c): it maps f to x ↦ −f(−x), and the data set {(1, y*), (−1, −y*)}
+   to itself. Its fixed plane P = {b = c = 0} is therefore invariant under the gradient flow
+   ("biased"); this needs both odd σ and odd data. (The other symmetry of odd σ,
+   (w, b, v, c) ↦ (−w, −b, −v, c), fixes {w = b = v = 0} instead.) For "bias_free" the neuron
+   swap fixes P = {w1 = w2, v1 = v2}. On P the network is odd, L = (g − y*)² with the
    single composite g = v σ(w) (or 2 v σ(w)), so the reduced flow has the first integral
    J = v² − Φ(w), Φ' = 2σ/σ' (Φ = sinh² w for tanh, w² for the identity).
 3. Particular solution Γ = {J = 0} ∩ P: θ(s) with v = sinh w (tanh; s = e^w) or v = w
@@ -89,10 +94,21 @@ Findings beyond the brief
   λ = (y* − 1)/(2y*), μ = (y* + 1)/(2y*), ν = 1, and Kimura's conditions hold only when
   1/(2y*) is an integer. So the linear activation is no integrable contrast for the biased
   model: with the biases, even the linear network's flow is not integrable.
-- Integrable contrasts that the same pipeline separates: the biased linear network at
-  y* = 1/2 (reducible NVE, Kimura case (i)), and the bias-free networks (tanh: the neurons
-  decouple after a time change; identity: the linear network with its three conserved
-  quantities W1 W1ᵀ − W2ᵀ W2); both have abelian monodromy along their Γ.
+- Contrasts: the biased linear network at y* = 1/2 (reducible NVE, Kimura case (i)), and the
+  bias-free networks, whose loops along Γ commute. That the bias-free flows look integrable
+  here is an artefact of the odd data: with (1, y*) and (−1, −y*) and odd σ the two samples
+  carry the same information, so the problem has one sample; it says nothing about bias-free
+  networks on general data or with non-odd σ. The bias-free identity network has a single
+  loop on Γ, and one matrix always generates an abelian group: that contrast cannot fail, and
+  the report says so.
+
+What the verdicts can and cannot say: the loops around the singular points of the s-plane
+generate a subgroup of the monodromy along Γ (in the curve's own parameter the s-plane is a
+cover), and monodromy lies in the differential Galois group, with Zariski-dense image only where
+every singular point is regular (Schlesinger). So "not solvable" (SL2 in the closure of the
+subgroup) is a valid obstruction in every case, while "abelian" and "reducible" only mean that no
+obstruction was found, and where the NVE has an irregular singular point (``fuchsian`` false)
+they say nothing about the Galois group, whose Stokes data the monodromy does not see.
 
 References: J. J. Morales-Ruiz, *Differential Galois Theory and Non-Integrability of Hamiltonian
 Systems* (1999), Thm 2.8 (Kimura's table); M. Ayoul, N. T. Zung, *Galoisian obstructions to
@@ -1228,13 +1244,14 @@ _VERDICTS = {
     "not solvable": "not solvable. The monodromy group is irreducible, infinite and primitive, so\n"
                     "   its Zariski closure contains SL2 (projectively): the identity component of the\n"
                     "   NVE's differential Galois group is not solvable (the group is not virtually\n"
-                    "   abelian). So\n"
-                    "   the flow has no meromorphic first integrals in Bogoyavlenskij's sense (Ayoul-\n"
-                    "   Zung), and its variational equation along Γ is not solvable in Liouvillian\n"
-                    "   functions.",
-    "abelian": "abelian monodromy: no obstruction to integrability along this curve",
-    "reducible": "reducible (a common invariant line): the group is triangular, G⁰ solvable; "
-                 "no obstruction along this curve",
+                    "   abelian). So the flow is not integrable in Bogoyavlenskij's sense near Γ\n"
+                    "   (no complete set of meromorphic first integrals and commuting vector fields;\n"
+                    "   Ayoul-Zung), and its variational equation along Γ is not solvable in\n"
+                    "   Liouvillian functions.",
+    "abelian": "the loops' monodromies commute: no obstruction found along this curve (they generate a\n"
+               "   subgroup of its monodromy; this does not show that the Galois group is abelian)",
+    "reducible": "reducible (a common invariant line of the loops' monodromies): no obstruction found "
+                 "along this curve",
     "undecided": "undecided: the witnesses found do not settle the group",
 }
 
@@ -1360,6 +1377,9 @@ def report(architecture: str = "biased", activation: str = "tanh", target: Targe
         worst = max(group.commutators, key=lambda q: q.value)
         out(f"     all commutators trivial, largest {_bounded(worst)}")
     out(f"\n   verdict: {_VERDICTS[group.verdict]}")
+    if group.verdict != "not solvable" and not d.fuchsian:
+        out("   The NVE has an irregular singular point: its Galois group can be larger than the\n"
+            "   closure of the monodromy (Stokes data), so this is no evidence for integrability.")
     summary: Summary = {"verdict": group.verdict, "contrasts": []}
     if contrasts:
         out("\nthe same pipeline on contrasts:")
@@ -1370,10 +1390,11 @@ def report(architecture: str = "biased", activation: str = "tanh", target: Targe
             other = analyse(arch, act, y, digits)
             verdict = other["group"].verdict
             agrees = verdict in expected
+            loops = len(other["monodromy"].generators())
             summary["contrasts"].append((arch, act, str(other["model"].target), verdict, agrees))
             out(f"   {arch + ', ' + act + ', y* = ' + str(other['model'].target):<30} "
-                f"{len(other['monodromy'].generators()):>5}  {theory:<62} {verdict:<13} "
-                f"{'yes' if agrees else 'NO'}")
+                f"{loops:>5}  {theory:<62} {verdict:<13} "
+                f"{('yes' if agrees else 'NO') + (' (vacuous: one loop cannot fail)' if loops < 2 else '')}")
     out("\nThis is numerical evidence with error bounds, not a proof: every conclusion above is an")
     out("inequality that holds by a margin far above the difference of two independent integrations")
     out("(and the exact identities they satisfy), but those bounds are estimates, not enclosures.")
