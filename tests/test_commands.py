@@ -57,6 +57,9 @@ def test_missing_extras_are_named_before_any_work(monkeypatch, capsys, tmp_path)
     import sys
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     monkeypatch.setitem(sys.modules, "sympy", None)
+    for name in [n for n in sys.modules if n.startswith("gengrad.narrow")]:  # imported by other tests
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.delattr(gengrad, "narrow", raising=False)
     for argv, extra in ((["train", "--epochs", "1", "--plot", str(tmp_path / "a.png")], "plot"),
                         (["flow", "--plot", str(tmp_path / "b.png")], "plot"),
                         (["narrow"], "narrow")):

@@ -85,7 +85,7 @@ def test_residual_is_nonzero_off_the_curve(derivations):
     d = derivations["biased", "tanh"]
     m = d.model
     wrong = (sp.log(S), 0, 2 * sp.sinh(sp.log(S)), 0)
-    residual = [narrow._in_s(m, f.subs(dict(zip(m.params, wrong))) - sp.diff(t, S) * d.speed)
+    residual = [narrow.derivation._in_s(m, f.subs(dict(zip(m.params, wrong))) - sp.diff(t, S) * d.speed)
                 for f, t in zip(d.vector_field, wrong)]
     assert any(sp.cancel(r) != 0 for r in residual)
 
@@ -123,7 +123,7 @@ def test_nve_matches_finite_differences_of_the_field(derivations, arch, act):
     m = d.model
     field = sp.lambdify(m.params, d.vector_field, "numpy")
     theta_of_s = sp.lambdify(S, d.theta_of_s, "numpy")
-    C = np.array(narrow._coordinates(m), dtype=float)
+    C = np.array(narrow.derivation._coordinates(m), dtype=float)
     normal = np.linalg.inv(C)[:, 2:]
     for s in (1.2, 1.7) if act == "tanh" else (0.35, 0.6):
         theta = np.array(theta_of_s(s), dtype=float)
@@ -327,7 +327,7 @@ def test_without_an_obstruction_an_irregular_point_is_no_evidence(monkeypatch):
     """Where the NVE has an irregular singular point, monodromy does not see the Stokes part of
     the Galois group: commuting loops must not read as a sign of integrability."""
     derive = narrow.derive
-    monkeypatch.setattr(narrow, "derive", lambda m: dataclasses.replace(derive(m), fuchsian=False))
+    monkeypatch.setattr(narrow.pipeline, "derive", lambda m: dataclasses.replace(derive(m), fuchsian=False))
     lines = []
     narrow.report("bias_free", "tanh", 1, digits=None, contrasts=False, out=lines.append)
     text = "\n".join(lines)
