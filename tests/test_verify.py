@@ -208,6 +208,18 @@ def test_R1_and_R2_hold_on_generated_integer_networks(activation, loss, hidden, 
     assert study.passed, study
 
 
+def test_certificate_judges_rounding_by_the_terms_of_G_not_by_G():
+    """A cross-entropy network fitted to its one sample to 1e-15 (outputs -37, -2, label 1): G is
+    1.8e-14, and the loss derivative softmax - y loses 20 % of it to rounding, so ||∇L(θ_ε) - G||
+    stays at 4e-15 as ε falls. That is rounding of terms of size 1, not a failure to converge
+    (hypothesis found this case; the certificate used to fail it)."""
+    widths = (1, 4, 4, 2)
+    net = gengrad.Network(widths, "abs", loss="cross_entropy")
+    theta, X, Y = kink_problem(widths, 1, 198978, "cross_entropy")
+    cert = V.subgradient_certificate(net, theta, X, Y)
+    assert cert.passed and "(rounding)" in cert.reason, cert
+
+
 # --- R3 ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("activation,convention", ACTIVATIONS, ids=ACTIVATION_IDS)
@@ -294,7 +306,7 @@ def test_conventions_differ_only_where_kinks_are_hit(activation, convention):
 
 
 def test_kink_statistics_catch_conventions_that_differ_without_hits(monkeypatch):
-    sibling = V._sibling
+    sibling = V.common._sibling
 
     def broken(net, convention=None, backend=None):
         other = sibling(net, convention, backend)
@@ -302,7 +314,7 @@ def test_kink_statistics_catch_conventions_that_differ_without_hits(monkeypatch)
             other.gradient = _add_to(other.gradient, 1e-12)
         return other
 
-    monkeypatch.setattr(V, "_sibling", broken)
+    monkeypatch.setattr(V.kinks, "_sibling", broken)
     net = gengrad.Network(WIDTHS, "relu")
     stats = V.kink_statistics(net, *random_problem(WIDTHS, 9, 1))
     assert not stats.passed and "no kink is hit" in stats.reason
