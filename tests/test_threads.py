@@ -211,3 +211,40 @@ def test_threadpoolctl_sees_and_limits_the_pool(restore_threads):
     with threadpoolctl.threadpool_limits(limits=1, user_api="gengrad"):
         assert gengrad.get_num_threads() == 1
     assert gengrad.get_num_threads() == 2
+
+
+def test_a_thread_limit_caps_and_never_raises_the_count(restore_threads):
+    gengrad.set_num_threads(1)
+    with gengrad.threads.limit(4):
+        assert gengrad.get_num_threads() == 1
+    gengrad.set_num_threads(3)
+    with gengrad.threads.limit(2):
+        assert gengrad.get_num_threads() == 2
+        net, theta, X, Y = problem()
+        expected = net.risk_and_gradient(theta, X, Y)[1]
+    assert gengrad.get_num_threads() == 3
+    assert np.array_equal(net.risk_and_gradient(theta, X, Y)[1], expected)
+
+
+def test_ctrl_c_stops_an_ensemble_of_flows_on_several_threads(restore_threads):
+    """The calling thread checks for Ctrl-C also while it waits for the helpers' flows (it has
+    finished its own): a long flow on a helper used to run on, Ctrl-C unseen."""
+    code = """
+import os, signal, threading, time, numpy as np, gengrad
+gengrad.set_num_threads(2)
+ensemble = gengrad.Ensemble((1, 16, 1), 2, "relu")
+X = np.linspace(-1, 1, 64)[:, None]
+thetas = ensemble.init(seed=0)
+thetas[0] = 0.0  # with targets 0, a stationary start: the first flow (the caller's) ends at once
+Y = np.stack([0 * X, np.sin(3 * X)])
+threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+start = time.monotonic()
+try:
+    gengrad.flow(ensemble, thetas, X, Y, 1e9, rtol=1e-12, atol=1e-14, save_steps=False, gtol=1e-300)
+    print("finished", time.monotonic() - start)
+except KeyboardInterrupt:
+    print("interrupted", time.monotonic() - start)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    words = done.stdout.split()
+    assert words and words[0] == "interrupted" and float(words[1]) < 10, (done.stdout, done.stderr)

@@ -336,12 +336,16 @@ std::vector<Result> integrate_ensemble(const NetSpec& spec, const double* thetas
         if (std::this_thread::get_id() == caller && interrupted && interrupted()) stop = true;
         return stop.load();
     };
-    parallel_for(n, call_threads(), [&](int64_t i, int) {
-        const Batch<double> batch{data.X + i * data.x_stride, data.Y + i * data.y_stride,
-                                  data.weight ? data.weight + i * data.weight_stride : nullptr, data.M};
-        Integrator integrator(spec, thetas0 + i * d, batch, options, poll);
-        results[i] = integrator.run();
-    });
+    // The caller keeps asking while it waits for the helpers' last flows (it has none left).
+    parallel_for(
+        n, call_threads(),
+        [&](int64_t i, int) {
+            const Batch<double> batch{data.X + i * data.x_stride, data.Y + i * data.y_stride,
+                                      data.weight ? data.weight + i * data.weight_stride : nullptr, data.M};
+            Integrator integrator(spec, thetas0 + i * d, batch, options, poll);
+            results[i] = integrator.run();
+        },
+        poll);
     return results;
 }
 

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
@@ -45,6 +46,8 @@ struct Job {
     void* context;
     int64_t n_tasks;
     int workers;
+    IdleFunction idle;
+    void* idle_context;
     std::atomic<int64_t> next_task{0};
     std::atomic<int> next_worker{1};  // slot 0 is the caller's
     std::atomic<bool> failed{false};
@@ -75,53 +78,75 @@ public:
         std::unique_lock<std::mutex> lock(submit_, std::try_to_lock);
         if (!lock) return false;
         job.workers = 1 + add_helpers(job.workers - 1);
+        wanted_.store(job.workers - 1);
         current_.store(&job);
-        {
-            std::lock_guard<std::mutex> guard(sleep_mutex_);
-            epoch_.fetch_add(1);
-            if (sleepers_ > 0) wake_.notify_all();
+        epoch_.fetch_add(1);
+        // Only the helpers the job wants are woken: after one call on many threads, the others
+        // sleep on instead of waking for every later job.
+        for (int id = 1; id < job.workers; ++id) {
+            Helper& helper = helpers_[size_t(id - 1)];
+            std::lock_guard<std::mutex> guard(helper.mutex);
+            if (helper.asleep) helper.wake.notify_one();
         }
         work_on(job, 0, true);
         // Helpers that saw the job before it was withdrawn are counted in inside_; the others
         // will find current_ empty. The job lives on the caller's stack: wait for the former.
         current_.store(nullptr);
+        auto idle_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(1);
         for (int spins = 0; inside_.load() != 0; ++spins) {
-            if (spins < 4096)
+            if (spins < 4096) {
                 cpu_relax();
-            else
-                std::this_thread::yield();
+                continue;
+            }
+            std::this_thread::yield();
+            if (job.idle && std::chrono::steady_clock::now() >= idle_at) {
+                job.idle(job.idle_context);
+                idle_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(1);
+            }
         }
         return true;
     }
 
 private:
+    struct Helper {
+        std::mutex mutex;
+        std::condition_variable wake;
+        bool asleep = false;  // guarded by mutex
+    };
+
     // Starts helpers until there are `wanted` (or the system refuses more); returns how many
     // there are, at most `wanted`.
     int add_helpers(int wanted) {
-        while (helpers_ < wanted) {
+        while (int(helpers_.size()) < wanted) {
+            helpers_.emplace_back();
             try {
-                std::thread(&Pool::helper_loop, this).detach();
+                std::thread(&Pool::helper_loop, this, &helpers_.back(), int(helpers_.size())).detach();
             } catch (const std::system_error&) {
+                helpers_.pop_back();
                 break;
             }
-            ++helpers_;
         }
-        return helpers_ < wanted ? helpers_ : wanted;
+        const int have = int(helpers_.size());
+        return have < wanted ? have : wanted;
     }
 
-    void helper_loop() {
+    // Helper `id` (1, 2, ...) joins the jobs that want at least id helpers. After a job it spins
+    // a while for the next one, then sleeps until a job that wants it wakes it.
+    void helper_loop(Helper* helper, int id) {
+        Helper& self = *helper;  // not helpers_[id - 1]: the caller may be growing the deque
         uint64_t seen = epoch_.load();
-        for (;;) {
+        const auto wanted = [&] { return epoch_.load() != seen && id <= wanted_.load(); };
+        for (bool spin = true;; spin = true) {
             const auto start = std::chrono::steady_clock::now();
-            for (int spins = 1; epoch_.load(std::memory_order_acquire) == seen; ++spins) {
-                if (spins % 64 == 0 && std::chrono::steady_clock::now() - start > kSpin) {
-                    std::unique_lock<std::mutex> lock(sleep_mutex_);
-                    ++sleepers_;
-                    wake_.wait(lock, [&] { return epoch_.load() != seen; });
-                    --sleepers_;
-                    break;
-                }
+            for (int spins = 1; spin && epoch_.load(std::memory_order_acquire) == seen; ++spins) {
+                if (spins % 64 == 0 && std::chrono::steady_clock::now() - start > kSpin) spin = false;
                 cpu_relax();
+            }
+            if (!wanted()) {
+                std::unique_lock<std::mutex> lock(self.mutex);
+                self.asleep = true;
+                self.wake.wait(lock, wanted);
+                self.asleep = false;
             }
             seen = epoch_.load();
             inside_.fetch_add(1);
@@ -133,14 +158,12 @@ private:
         }
     }
 
-    std::mutex submit_;  // one job at a time
-    int helpers_ = 0;    // guarded by submit_
+    std::mutex submit_;             // one job at a time
+    std::deque<Helper> helpers_;    // grown under submit_; elements never move
     std::atomic<Job*> current_{nullptr};
+    std::atomic<int> wanted_{0};    // helpers the current job can use
     std::atomic<int> inside_{0};
     std::atomic<uint64_t> epoch_{0};
-    std::mutex sleep_mutex_;
-    std::condition_variable wake_;
-    int sleepers_ = 0;  // guarded by sleep_mutex_
 };
 
 // Never freed: detached helpers use it until the process ends. A forked child gets a new one
@@ -219,11 +242,16 @@ void set_thread_limit(int n) {
 
 int thread_limit() { return t_limit; }
 
-int call_threads() { return t_in_task ? 1 : t_limit > 0 ? t_limit : num_threads(); }
+int call_threads() {
+    if (t_in_task) return 1;
+    const int n = num_threads();
+    return t_limit > 0 && t_limit < n ? t_limit : n;
+}
 
-void run_tasks(int64_t n_tasks, int threads, TaskFunction body, void* context) {
+void run_tasks(int64_t n_tasks, int threads, TaskFunction body, void* context, IdleFunction idle,
+               void* idle_context) {
     if (n_tasks <= 0) return;
-    Job job{body, context, n_tasks, int(threads < n_tasks ? threads : n_tasks)};
+    Job job{body, context, n_tasks, int(threads < n_tasks ? threads : n_tasks), idle, idle_context};
     if (job.workers <= 1 || !pool().run(job)) work_on(job, 0, false);
     if (job.error) std::rethrow_exception(job.error);
 }

@@ -9,6 +9,7 @@ every count.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from numbers import Integral
 from typing import Iterator
 
 from . import _core
@@ -20,32 +21,35 @@ MAX_THREADS: int = _core.MAX_THREADS
 def set_num_threads(n: int) -> None:
     """Threads the core may use, from 1 to MAX_THREADS (default: GENGRAD_NUM_THREADS, else the
     CPUs this process may run on). Results are bitwise identical whatever the number."""
-    if isinstance(n, bool) or not isinstance(n, int):
+    _core.set_num_threads(_count(n))
+
+
+def _count(n: object) -> int:
+    if isinstance(n, bool) or not isinstance(n, Integral):
         raise TypeError(f"n must be an integer, got {n!r}")
-    if not 1 <= n <= MAX_THREADS:
+    if not 1 <= int(n) <= MAX_THREADS:
         raise ValueError(f"n must be an integer from 1 to {MAX_THREADS}, got {n}")
-    _core.set_num_threads(n)
+    return int(n)
 
 
 def get_num_threads() -> int:
     """The threads calls from this thread may use: the limit of an enclosing ``limit`` block,
     else the process's count."""
-    return _core.get_thread_limit() or _core.get_num_threads()
+    limited, count = _core.get_thread_limit(), _core.get_num_threads()
+    return min(limited, count) if limited else count
 
 
 @contextmanager
 def limit(n: int) -> Iterator[None]:
-    """Calls made by this thread inside the block use at most n threads (from 1 to MAX_THREADS);
-    other threads and the process's count are not affected. For work on thread pools, such as
+    """Calls made by this thread inside the block use at most n threads (from 1 to MAX_THREADS;
+    never more than the process's count); other threads and the process's count are not
+    affected. For work on thread pools, such as
     sweep's threads_per_job in a ThreadPoolExecutor.
 
         with gengrad.threads.limit(1):
             net.risk_and_gradient(theta, X, Y)
     """
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"n must be an integer, got {n!r}")
-    if not 1 <= n <= MAX_THREADS:
-        raise ValueError(f"n must be an integer from 1 to {MAX_THREADS}, got {n}")
+    n = _count(n)
     before = _core.get_thread_limit()
     _core.set_thread_limit(n)
     try:

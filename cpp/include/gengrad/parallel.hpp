@@ -25,8 +25,8 @@ void set_num_threads(int n);
 // integer in [1, kMaxThreads]. Called once at import (and by default_threads).
 int threads_from_environment();
 
-// A limit for the calls made by the current thread only (0: none), such as a sweep's
-// threads_per_job in a thread pool, which must not change the process's count.
+// A cap for the calls made by the current thread only (0: none; never above num_threads()),
+// such as a sweep's threads_per_job in a thread pool, which must not change the process's count.
 void set_thread_limit(int n);
 int thread_limit();
 
@@ -37,9 +37,12 @@ int call_threads();
 // Runs body(context, task, worker) for task = 0..n_tasks-1 on at most `threads` threads; worker
 // in [0, min(threads, n_tasks)) names the thread's slot (0: the caller), for per-thread scratch.
 // The first exception a task throws is rethrown here once every begun task has finished; the
-// tasks not begun are skipped.
+// tasks not begun are skipped. While the caller waits for the helpers' last tasks it calls
+// idle(idle_context), if given, about every millisecond (a flow ensemble checks for Ctrl-C).
 using TaskFunction = void (*)(void* context, int64_t task, int worker);
-void run_tasks(int64_t n_tasks, int threads, TaskFunction body, void* context);
+using IdleFunction = void (*)(void* context);
+void run_tasks(int64_t n_tasks, int threads, TaskFunction body, void* context, IdleFunction idle = nullptr,
+               void* idle_context = nullptr);
 
 template <class Body>
 void parallel_for(int64_t n_tasks, int threads, const Body& body) {
@@ -47,6 +50,15 @@ void parallel_for(int64_t n_tasks, int threads, const Body& body) {
         n_tasks, threads,
         [](void* context, int64_t task, int worker) { (*static_cast<const Body*>(context))(task, worker); },
         const_cast<void*>(static_cast<const void*>(&body)));
+}
+
+template <class Body, class Idle>
+void parallel_for(int64_t n_tasks, int threads, const Body& body, const Idle& idle) {
+    run_tasks(
+        n_tasks, threads,
+        [](void* context, int64_t task, int worker) { (*static_cast<const Body*>(context))(task, worker); },
+        const_cast<void*>(static_cast<const void*>(&body)),
+        [](void* context) { (*static_cast<const Idle*>(context))(); }, const_cast<void*>(static_cast<const void*>(&idle)));
 }
 
 }  // namespace gengrad
