@@ -366,7 +366,7 @@ Output<T> output(const std::vector<int64_t>& shape, bool device_result, bool emu
             o.result = out;
             return o;
         }
-        if (!py::isinstance<py::array>(out) || !py::reinterpret_borrow<py::array>(out).dtype().is(py::dtype::of<T>()))
+        if (!py::isinstance<py::array>(out) || !python::has_dtype<T>(py::reinterpret_borrow<py::array>(out)))
             throw py::type_error("out must be a numpy array with the dtype of theta, or a CUDA device array");
         auto a = py::reinterpret_borrow<py::array_t<T>>(out);
         check_shape<T>(std::vector<int64_t>(a.shape(), a.shape() + a.ndim()), "out", shape);
@@ -397,8 +397,8 @@ int element_bits(const Source& s) {
         return t.code == kDLFloat && t.lanes == 1 ? t.bits : -1;
     }
     const py::array a = py::reinterpret_borrow<py::array>(s.object);
-    if (a.dtype().is(py::dtype::of<float>())) return 32;
-    if (a.dtype().is(py::dtype::of<double>())) return 64;
+    if (python::has_dtype<float>(a)) return 32;
+    if (python::has_dtype<double>(a)) return 64;
     return -1;
 }
 

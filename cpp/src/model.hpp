@@ -33,13 +33,20 @@ inline std::string shape_text(const std::vector<int64_t>& shape) {
     return text + ")";
 }
 
+// Whether the array holds T in native byte order. By equivalence, not identity: an unpickled
+// array has an equal dtype that is another object (identity refused it).
+template <class T>
+bool has_dtype(const py::array& array) {
+    return py::detail::npy_api::get().PyArray_EquivTypes_(array.dtype().ptr(), py::dtype::of<T>().ptr());
+}
+
 // The array `obj` as a C-contiguous array of T with the expected shape (-1: any extent),
 // holding only finite values; otherwise a TypeError/ValueError naming the argument.
 template <class T>
 py::array_t<T> checked(const py::handle& obj, const char* name, const std::vector<int64_t>& shape) {
     if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be a numpy array");
     auto array = py::reinterpret_borrow<py::array>(obj);
-    if (!array.dtype().is(py::dtype::of<T>()))
+    if (!has_dtype<T>(array))
         throw py::type_error(std::string(name) + " must have dtype " +
                              py::str(py::dtype::of<T>()).cast<std::string>() + " (the dtype of theta), got " +
                              py::str(array.dtype()).cast<std::string>());
@@ -74,8 +81,8 @@ const gengrad::KernelTable<T>& table() {
 // Calls f(T{}) with T the scalar type of theta.
 template <class F>
 auto dispatch(const py::array& theta, F&& f) {
-    if (theta.dtype().is(py::dtype::of<float>())) return f(float(0));
-    if (theta.dtype().is(py::dtype::of<double>())) return f(double(0));
+    if (has_dtype<float>(theta)) return f(float(0));
+    if (has_dtype<double>(theta)) return f(double(0));
     throw py::type_error("theta must have dtype float32 or float64, got " + py::str(theta.dtype()).cast<std::string>());
 }
 
@@ -306,7 +313,7 @@ private:
     template <class T>
     static py::array_t<T> checked_out(const py::object& out, const std::vector<int64_t>& shape,
                                       std::initializer_list<py::handle> inputs) {
-        if (!py::isinstance<py::array>(out) || !py::reinterpret_borrow<py::array>(out).dtype().is(py::dtype::of<T>()))
+        if (!py::isinstance<py::array>(out) || !has_dtype<T>(py::reinterpret_borrow<py::array>(out)))
             throw py::type_error("out must be a numpy array with the dtype of theta");
         auto array = py::reinterpret_borrow<py::array_t<T>>(out);
         if (shape_of(array) != shape_text(shape)) throw py::value_error("out must have shape " + shape_text(shape) + ", got " + shape_of(array));
