@@ -295,3 +295,58 @@ def test_networks_and_ensembles_pickle_and_copy_through_a_spawn_pool():
     X = np.random.default_rng(0).normal(size=(5, 3))
     thetas = ensemble.init(0)
     assert np.array_equal(back.forward(thetas, X), ensemble.forward(thetas, X))
+
+
+# --- found by an adversarial review ------------------------------------------------------------
+
+
+def test_arrays_that_went_through_pickle_are_accepted(problem):
+    """An unpickled array's dtype is equal to float64 but another object: the core compared
+    dtypes by identity and refused it (arrays sent to process pools)."""
+    import pickle
+    net, theta, X, Y = problem
+    again = [pickle.loads(pickle.dumps(a)) for a in (theta, X, Y)]
+    assert net.risk(*again) == net.risk(theta, X, Y)
+    ensemble = gengrad.Ensemble(WIDTHS, 2)
+    thetas = ensemble.init(0)
+    assert np.array_equal(ensemble.risk(pickle.loads(pickle.dumps(thetas)), X, Y), ensemble.risk(thetas, X, Y))
+    with pytest.raises(TypeError, match="theta must have dtype float32 or float64, got >f8"):
+        net.risk(theta.astype(">f8"), X, Y)  # another byte order stays refused
+
+
+@pytest.mark.parametrize("definition", [
+    ("relu", (), (), (1.0,), 0.0, ()),                              # relu's name, the identity's numbers
+    ("relu", (), (1.0,), (0.0, 1.0), 0.0, (False,)),                # a kink moved
+    ("leaky_relu", (0.2,), (0.0,), (0.5, 1.0), 0.0, (False,)),      # params and slopes disagree
+    ("hardtanh", (-1.0, 1.0), (-1.0, 1.0), (0.0, 1.0, 0.0), 7.0, (False, True)),
+    ("tanh", (3.0,)),                                               # params a smooth one does not take
+])
+def test_an_activation_must_be_what_its_name_says(definition):
+    with pytest.raises(ValueError, match="Activation (relu|leaky_relu|hardtanh|tanh)"):
+        activations.Activation(*definition)
+
+
+def test_per_network_labels_as_nested_lists_are_labels():
+    ensemble = gengrad.Ensemble((2, 3, 3), 3, loss="cross_entropy")
+    thetas = ensemble.init(0)
+    X = np.random.default_rng(0).normal(size=(3, 2))
+    labels = [[0, 1, 2], [2, 1, 0], [0, 0, 1]]
+    assert np.array_equal(ensemble.risk(thetas, X, labels), ensemble.risk(thetas, X, np.array(labels)))
+
+
+def test_dense_output_refuses_times_of_two_dimensions():
+    net = gengrad.Network((1, 3, 1))
+    X = np.linspace(-1, 1, 8)[:, None]
+    sol = gengrad.flow(net, net.init(0), X, X, 1.0, dense_output=True).sol
+    with pytest.raises(ValueError, match="1-D array of times"):
+        sol(np.array([[0.1]]))
+
+
+def test_thread_counts_may_be_numpy_integers():
+    before = gengrad.get_num_threads()
+    try:
+        gengrad.set_num_threads(np.int64(1))
+        with gengrad.threads.limit(np.int32(1)):
+            assert gengrad.get_num_threads() == 1
+    finally:
+        gengrad.set_num_threads(before)

@@ -133,3 +133,33 @@ def test_files_honour_the_umask(tmp_path, umask):
 
 def job(config):
     return {"value": config["seed"] * 2.0}
+
+
+def test_a_resume_must_keep_the_validation_set(saved):
+    net, theta, X, Y = problem()
+    with pytest.raises(ValueError, match="was made by another run .*X_val: checkpoint None"):
+        train(net, theta, X, Y, lr=0.01, epochs=4, resume=saved, X_val=X, Y_val=Y)
+
+
+def test_a_flipped_compression_method_is_damage_too(saved):
+    data = bytearray(saved.read_bytes())
+    central = data.find(b"PK\x01\x02")
+    data[central + 10] ^= 0x0F  # the compression method of the first member
+    saved.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="is damaged or not a gengrad checkpoint"):
+        resume(saved)
+
+
+def test_temporaries_of_another_file_with_a_longer_name_are_kept(tmp_path):
+    net, theta, X, Y = problem()
+    other = tmp_path / f".run.npz.2024.{dead_pid()}.abcdef.tmp"  # a writer of "run.npz.2024"
+    other.write_bytes(b"partial")
+    train(net, theta, X, Y, epochs=1, checkpoint=tmp_path / "run.npz")
+    assert other.exists()
+
+
+def test_a_name_too_long_for_the_file_system_fails_before_the_first_epoch(tmp_path):
+    net, theta, X, Y = problem()
+    with pytest.raises(ValueError, match="too long for this file system"):
+        train(net, theta, X, Y, epochs=1, checkpoint=tmp_path / ("x" * 250 + ".npz"),
+              callback=lambda epoch, theta: pytest.fail("an epoch ran"))

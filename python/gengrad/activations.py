@@ -71,6 +71,25 @@ class Activation:
             raise ValueError(f"Activation {self.name} is smooth: no kinks or slopes, got {self.kinks}, {self.slopes}")
         if len(self.right_sided) != len(self.kinks) or not all(isinstance(s, bool) for s in self.right_sided):
             raise ValueError(f"Activation right_sided must hold one bool per kink, got {self.right_sided}")
+        if not _BUILDING:
+            self._check_against_its_name()
+
+    def _check_against_its_name(self) -> None:
+        """The numbers must be those of the named activation with these params: the core
+        evaluates the numbers, the reference the name."""
+        global _BUILDING
+        _BUILDING = True
+        try:
+            expected = _CONSTRUCTORS[self.name](*self.params)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"Activation {self.name} does not take params {self.params}: {error}") from None
+        finally:
+            _BUILDING = False
+        got = (self.kinks, self.slopes, self.value_at_first_kink)
+        if got != (expected.kinks, expected.slopes, expected.value_at_first_kink):
+            raise ValueError(f"Activation {self.name}{self.params or ''} has kinks {expected.kinks}, slopes "
+                             f"{expected.slopes} and value {expected.value_at_first_kink:g} at the first kink; "
+                             f"got {got} (build it with gengrad.activations.get or its constructor)")
 
     def with_convention(self, convention: Convention) -> Activation:
         return _with_convention(self, convention)
@@ -85,6 +104,9 @@ class Activation:
 
 
 Convention = Union[None, str, float, Sequence[float]]
+
+# True while a constructor below builds an Activation, which is then right by construction.
+_BUILDING = False
 
 
 def _finite(name: str, value: object) -> float:
@@ -228,6 +250,8 @@ def _parse(text: str) -> Activation:
     if not match:
         raise ValueError(f"activation must be a name or name(parameters), got {text!r}")
     name, args = match.groups()
+    if name not in _CONSTRUCTORS:
+        raise ValueError(f"unknown activation {name!r}; expected one of {', '.join(NAMES)}")
     constructors: dict[str, Callable[..., Activation]] = {"leaky_relu": leaky_relu, "hardtanh": hardtanh,
                                                           "clip": clip}
     if name not in constructors:

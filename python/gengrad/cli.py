@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional, Sequence
+from typing import NoReturn, Optional, Sequence
 
 import numpy as np
 
@@ -99,7 +99,8 @@ def verify_command(args: argparse.Namespace) -> int:
                                  f"{theta.shape}")
             theta = theta.astype(args.dtype)
         if args.plot:
-            import matplotlib  # noqa: F401  (fail before the work, not after it)
+            from . import plots
+            plots.check_target(args.plot)  # fail before the work, not after it
     except ImportError:
         print("gengrad verify: --plot needs matplotlib: pip install 'gengrad[plot]'",
               file=sys.stderr)
@@ -145,8 +146,16 @@ def _one_line(command: str, error: BaseException) -> str:
     return f"gengrad {command}: {error}"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (no usage block); the subcommands' parsers are of
+    this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="gengrad", description=__doc__)
+    parser = _Parser(prog="gengrad", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("demo", help="kink hits and the generalized gradient on a small ReLU net")
     p.add_argument("--seed", type=int, default=4)

@@ -7,7 +7,17 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from . import activations
-from .network import _FAMILY_CODES, ActivationLike, Network, _as_ndarray, _float_dtype, _positive, _zeros, seeded
+from .network import (
+    _FAMILY_CODES,
+    ActivationLike,
+    Network,
+    _as_ndarray,
+    _float_dtype,
+    _labels_or_targets,
+    _positive,
+    _zeros,
+    seeded,
+)
 
 
 class Ensemble:
@@ -146,6 +156,8 @@ class Ensemble:
         X = net._data(X, "X", dtype)
         if not net._on_device(Y):
             Y = _as_ndarray(Y, "Y")
+            if net.loss == "cross_entropy" and isinstance(Y, (list, tuple)):
+                Y = _labels_or_targets(Y, 2)  # labels per network as nested lists: as an array
         if (net.loss == "cross_entropy" and isinstance(Y, np.ndarray) and Y.ndim == 2
                 and Y.dtype.kind in "iu"):  # class labels, one row per network
             _check_label_rows(Y, self.n, X.shape[-2] if X.ndim >= 2 else -1, self.widths[-1])

@@ -9,6 +9,7 @@ umask (tempfile.mkstemp's are 0600).
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable, Union
@@ -26,6 +27,10 @@ def writable_folder(path: PathLike, name: str) -> Path:
         raise ValueError(f"{name}: the folder {str(target.parent)!r} is not writable")
     if target.is_dir():
         raise ValueError(f"{name}: {str(target)!r} is a folder, expected a file path")
+    longest = os.pathconf(target.parent, "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
+    if len(os.fsencode(target.name)) + 32 > longest:  # room for the temporary's prefix and suffix
+        raise ValueError(f"{name}: the file name {target.name[:40]!r}... is too long for this file system "
+                         f"(at most {longest - 32} bytes here)")
     return target
 
 
@@ -58,8 +63,10 @@ def remove_stale_temporaries(target: Path) -> None:
     except OSError:
         return
     for name in names:
-        pid = name[len(prefix):].split(".", 1)[0]
-        if pid.isdigit() and not _running(int(pid)):
+        # exactly <pid>.<mkstemp's letters>.tmp after the prefix: ".a.npz.1.x.tmp" of "a.npz.1"
+        # also starts with ".a.npz."
+        match = re.fullmatch(r"(\d+)\.[A-Za-z0-9_]+\.tmp", name[len(prefix):])
+        if match and not _running(int(match.group(1))):
             try:
                 os.unlink(target.parent / name)
             except OSError:

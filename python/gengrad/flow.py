@@ -66,6 +66,8 @@ class DenseOutput:
 
     def __call__(self, t: ArrayLike) -> NDArray[np.float64]:
         times = np.asarray(t, dtype=np.float64)
+        if times.ndim > 1:
+            raise ValueError(f"t must be a number or a 1-D array of times, got shape {times.shape}")
         scalar = times.ndim == 0
         times = np.atleast_1d(times)
         if len(self._stop) == 0 or not np.all((times >= 0) & (times <= self._stop[-1])):  # NaN too
@@ -299,7 +301,7 @@ def command(args: argparse.Namespace) -> int:
 
     from . import datasets, plots
     if args.plot:
-        plots.pyplot()  # matplotlib missing: fail before the work, not after it
+        plots.check_target(args.plot)  # fail before the work, not after it
     data = datasets.regression(args.data, n_train=args.samples, seed=args.seed)
     net = Network((1, args.hidden, 1), args.activation)
     print(f"{data.name}: {args.samples} samples; network {net.widths} {net.activation}, "

@@ -359,14 +359,14 @@ def seeded(make: Callable[[Any], _Seeded], seed: Any) -> _Seeded:
                          f"Generator or SeedSequence, got {seed!r} ({error})") from None
 
 
-def _labels_or_targets(Y: Any) -> Any:
-    """A list of class labels as an integer array, as if it had been given as one; anything else
-    as it is."""
+def _labels_or_targets(Y: Any, dims: int = 1) -> Any:
+    """A (nested) list of class labels with ``dims`` dimensions as an integer array, as if it
+    had been given as one; anything else as it is."""
     try:
         array = np.asarray(Y)
     except (TypeError, ValueError):
         return Y
-    return array if array.ndim == 1 and array.dtype.kind in "iu" else Y
+    return array if array.ndim == dims and array.dtype.kind in "iu" else Y
 
 
 def _array(value: Any, name: str, dtype: DTypeLike) -> np.ndarray:

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from .flow import FlowResult
     from .train import TrainResult
 
-from .files import write_atomically
+from .files import writable_folder, write_atomically
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -30,6 +30,22 @@ def pyplot() -> ModuleType:
     except ImportError:
         raise ImportError("plotting needs matplotlib: pip install 'gengrad[plot]'") from None
     return plt
+
+
+def check_target(path: PathLike, name: str = "--plot") -> None:
+    """Before the work whose figure goes to ``path``: matplotlib is there, the folder is
+    writable and the extension is a format it writes; ValueError/ImportError naming ``name``."""
+    plt = pyplot()
+    writable_folder(path, name)
+    extension = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
+    figure = plt.figure()
+    try:
+        formats = figure.canvas.get_supported_filetypes()
+    finally:
+        plt.close(figure)
+    if extension not in formats:
+        raise ValueError(f"{name}: matplotlib cannot write .{extension} files; use one of "
+                         f"{', '.join(sorted(formats))}")
 
 
 def save(fig: Figure, path: PathLike) -> None:

@@ -424,7 +424,10 @@ class _Store:
         return store
 
     def _read_manifest(self) -> dict[str, Any]:
-        manifest = json.loads(self.manifest.read_text())
+        try:
+            manifest = json.loads(self.manifest.read_text())
+        except (OSError, ValueError) as error:  # JSONDecodeError, UnicodeDecodeError are ValueErrors
+            raise ValueError(f"{self.manifest} is not a readable sweep manifest: {error}") from None
         if not isinstance(manifest, dict) or not isinstance(manifest.get("configs"), list):
             raise ValueError(f"{self.manifest} is not a sweep manifest")
         return manifest
@@ -446,7 +449,7 @@ class _Store:
                 with np.load(path, allow_pickle=False) as data:
                     stored = str(data[_CONFIG_ENTRY])
                     result = {name: data[name] for name in data.files if name != _CONFIG_ENTRY}
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            except (OSError, ValueError, KeyError, EOFError, NotImplementedError, zipfile.BadZipFile) as error:
                 warnings.warn(f"{path} is unreadable ({error}); its config runs again",
                               stacklevel=3)
                 continue

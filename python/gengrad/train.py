@@ -262,7 +262,8 @@ def _load(path: PathLike, config: dict[str, object], state_names: Sequence[str]
         if str(error).startswith("resume:"):
             raise
         raise ValueError(f"resume: checkpoint {name} is damaged or not a gengrad checkpoint ({error})") from None
-    except (OSError, EOFError, KeyError, IndexError, TypeError, AttributeError, zipfile.BadZipFile) as error:
+    except (OSError, EOFError, KeyError, IndexError, TypeError, AttributeError, NotImplementedError,
+            zipfile.BadZipFile) as error:  # NotImplementedError: zipfile on a flipped method/flag
         raise ValueError(f"resume: checkpoint {name} is damaged or not a gengrad checkpoint "
                          f"({type(error).__name__}: {error})") from None
     if list(theta.shape) != config["theta_shape"] or str(theta.dtype) != config["dtype"] or epoch < 0:
@@ -331,6 +332,9 @@ def train(model: Model, theta0: ArrayLike, X: ArrayLike, Y: ArrayLike, optimizer
     batch = M if batch_size is None else min(batch_size, M)
     config = _fingerprint(model, optimizer, lr, batch_size, seed, momentum, beta_pair, eps, theta, X_train, Y_train,
                           sample_weight)
+    # the history holds the validation risk per epoch: a resume must have the same validation set
+    config.update(X_val=None if X_val is None else _digest(np.asarray(X_val)),
+                  Y_val=None if Y_val is None else _digest(np.asarray(Y_val)))
     if checkpoint is not None:
         writable_folder(checkpoint, "checkpoint")
     if callback is not None and not callable(callback):
@@ -442,7 +446,7 @@ def command(args: argparse.Namespace) -> int:
     from . import datasets, plots, set_num_threads
     from .network import Network
     if args.plot:
-        plots.pyplot()  # matplotlib missing: fail before the work, not after it
+        plots.check_target(args.plot)  # fail before the work, not after it
     if args.threads is not None:
         set_num_threads(args.threads)
     dtype = np.dtype(args.dtype)
