@@ -29,25 +29,23 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from run import neighbour  # bench/run.py, beside this script
 
 import gengrad
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import flow_oracles  # noqa: E402  (tests/, for the problem type the oracles use)
+
 RTOLS = (1e-4, 1e-6, 1e-8, 1e-10)
 ACCURACIES = (1e-4, 1e-6, 1e-8)
 
 
 @dataclass
-class Problem:
-    name: str
-    net: gengrad.Network
-    theta0: np.ndarray
-    X: np.ndarray
-    Y: np.ndarray  # targets (one-hot rows for cross-entropy)
-    t_end: float
-    euler_steps: int
+class Problem(flow_oracles.Problem):
+    euler_steps: int  # of the coarsest Euler run of the reference's check
 
 
 def gaussian(widths, M, t_end, euler_steps):
