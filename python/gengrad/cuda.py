@@ -43,7 +43,7 @@ def unavailable() -> Optional[str]:
         return f"gengrad._cuda does not load: {_BROKEN}"
     if _cuda is None:
         return ("gengrad was built without the CUDA backend (no CUDA compiler was found when it was "
-                "installed; see GENGRAD_CUDA in the README)")
+                "installed; see GENGRAD_CUDA in docs/cuda.md)")
     info = _cuda.build_info()
     if info["devices"] == 0:
         if not _driver_installed():
