@@ -120,9 +120,16 @@ def test_environment_variable_out_of_range_fails_the_import_naming_it(value):
     assert f"GENGRAD_NUM_THREADS='{value}': expected an integer from 1 to" in done.stderr
 
 
-def test_environment_variable_sets_the_count():
-    done = run_python("import gengrad; print(gengrad.get_num_threads())", GENGRAD_NUM_THREADS="3")
+@pytest.mark.parametrize("value", ["3", " 3", "3 "])
+def test_environment_variable_sets_the_count(value):
+    done = run_python("import gengrad; print(gengrad.get_num_threads())", GENGRAD_NUM_THREADS=value)
     assert done.returncode == 0 and done.stdout.strip() == "3", done.stderr
+
+
+def test_the_count_is_read_at_import():
+    code = "import os, gengrad; os.environ['GENGRAD_NUM_THREADS'] = 'bogus'; print(gengrad.get_num_threads())"
+    done = run_python(code, GENGRAD_NUM_THREADS="2")
+    assert done.returncode == 0 and done.stdout.strip() == "2", done.stderr
 
 
 def gradient_in_child(seed):

@@ -172,6 +172,7 @@ def test_summary_mentions_the_risks():
     (dict(resume="/nonexistent/run.npz"), ValueError, "does not exist"),
     (dict(checkpoint="/nonexistent/run.npz"), ValueError, "checkpoint: the folder '/nonexistent' does not exist"),
     (dict(callback=3), TypeError, "callback must be callable"),
+    (dict(X=np.zeros((2, 5, 3))), ValueError, "X must have shape \\(M, inputs\\)"),
 ])
 def test_bad_input(change, error, match):
     net, theta, X, Y = problem()

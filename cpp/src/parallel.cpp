@@ -209,6 +209,7 @@ int threads_from_environment() {
     errno = 0;
     char* end = nullptr;
     const long long n = std::strtoll(text, &end, 10);
+    while (*end == ' ' || *end == '\t') ++end;  // as strtoll skips leading blanks
     if (errno != 0 || end == text || *end != '\0' || n < 1 || n > kMaxThreads)
         throw std::invalid_argument(out_of_range("GENGRAD_NUM_THREADS='" + std::string(text) + "'"));
     return int(n);

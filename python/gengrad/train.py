@@ -304,6 +304,9 @@ def train(model: Model, theta0: ArrayLike, X: ArrayLike, Y: ArrayLike, optimizer
         raise TypeError("theta0 must be a float32 or float64 array of shape (d,) or (n, d), got "
                         f"{theta.dtype} {theta.shape}")
     X_train, Y_train = np.asarray(X), np.asarray(Y)
+    if X_train.ndim != 2:
+        raise ValueError(f"X must have shape (M, inputs): train shares the data across an ensemble's "
+                         f"networks; got shape {X_train.shape}")
     M = len(X_train)
     if M == 0:
         raise ValueError("X must hold at least one sample")
