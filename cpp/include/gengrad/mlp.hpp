@@ -145,6 +145,16 @@ inline void dot_rows(const T* D, const T* H, std::ptrdiff_t ld, int64_t n, int64
     for (; j < cols; ++j) dot_tile<T, RI, 1>(D, H, ld, n, i0, j, C, ldc);
 }
 
+// dot_rows for the last `rows` (<= R) rows of a layer in one tile of exactly that height.
+template <class T, int R>
+inline void dot_tail(int64_t rows, const T* D, const T* H, std::ptrdiff_t ld, int64_t n, int64_t i0, int64_t cols,
+                     T* C, std::ptrdiff_t ldc) {
+    if constexpr (R > 0) {
+        if (rows != R) return dot_tail<T, R - 1>(rows, D, H, ld, n, i0, cols, C, ldc);
+        dot_rows<T, R>(D, H, ld, n, i0, cols, C, ldc);
+    }
+}
+
 template <class T>
 inline T row_sum(const T* D, int64_t n) {
     vec<T> acc{};
@@ -332,12 +342,8 @@ void weight_gradient(const NetSpec& net, const BlockPlan<T>& plan, int64_t colum
         const LayerOffsets lay = layer_offsets(net.widths, k);
         const int64_t i0 = tile * kDotRows;
         T* dW = grad + lay.weight;
-        if (i0 + kDotRows <= lay.rows) {
-            dot_rows<T, kDotRows>(plan.Z[k], plan.H[k - 1], plan.ld, columns, i0, lay.cols, dW, lay.cols);
-        } else {
-            for (int64_t i = i0; i < lay.rows; ++i)
-                dot_rows<T, 1>(plan.Z[k], plan.H[k - 1], plan.ld, columns, i, lay.cols, dW, lay.cols);
-        }
+        dot_tail<T, kDotRows>(min_of(kDotRows, lay.rows - i0), plan.Z[k], plan.H[k - 1], plan.ld, columns, i0,
+                              lay.cols, dW, lay.cols);
         for (int64_t i = i0; i < min_of(i0 + kDotRows, lay.rows); ++i)
             grad[lay.bias + i] += row_sum(plan.Z[k] + i * plan.ld, columns);
     });
