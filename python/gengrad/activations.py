@@ -252,17 +252,16 @@ def _parse(text: str) -> Activation:
     name, args = match.groups()
     if name not in _CONSTRUCTORS:
         raise ValueError(f"unknown activation {name!r}; expected one of {', '.join(NAMES)}")
-    constructors: dict[str, Callable[..., Activation]] = {"leaky_relu": leaky_relu, "hardtanh": hardtanh,
-                                                          "clip": clip}
-    if name not in constructors:
+    parametrised = ("leaky_relu", "hardtanh", "clip")
+    if name not in parametrised:
         raise ValueError(f"activation {name!r} takes no parameters; parameters are for "
-                         f"{', '.join(constructors)}")
+                         f"{', '.join(parametrised)}")
     try:
         params = [float(a) for a in args.split(",")]
     except ValueError:
         raise ValueError(f"activation parameters must be numbers, got {args!r}") from None
     try:
-        return constructors[name](*params)
+        return _CONSTRUCTORS[name](*params)
     except TypeError as error:
         raise ValueError(f"activation {text!r}: {error}") from None
 

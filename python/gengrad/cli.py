@@ -85,29 +85,20 @@ def narrow(args: argparse.Namespace) -> int:
 
 def verify_command(args: argparse.Namespace) -> int:
     """Run gengrad.verify on the chosen network and print the report; exit status 0 when every
-    check passes, 1 when one fails, 2 for bad arguments."""
-    try:
-        widths = tuple(int(w) for w in args.widths.split(","))
-        net = Network(widths, args.activation,
-                      verify.parse_convention(args.convention), loss=args.loss)
-        theta, X, Y = verify.example_problem(net, args.data, args.samples, args.seed, args.dtype)
-        if args.theta:
-            theta = np.load(args.theta, allow_pickle=False)
-            if theta.shape != (net.dim,) or theta.dtype.kind != "f":
-                raise ValueError(f"--theta {args.theta} must hold a float vector of length "
-                                 f"d = {net.dim} for widths {widths}, got {theta.dtype} "
-                                 f"{theta.shape}")
-            theta = theta.astype(args.dtype)
-        if args.plot:
-            from . import plots
-            plots.check_target(args.plot)  # fail before the work, not after it
-    except ImportError:
-        print("gengrad verify: --plot needs matplotlib: pip install 'gengrad[plot]'",
-              file=sys.stderr)
-        return 2
-    except (ValueError, TypeError, OSError) as error:
-        print(f"gengrad verify: {error}", file=sys.stderr)
-        return 2
+    check passes, 1 when one fails, 2 for bad arguments (main prints those)."""
+    widths = tuple(int(w) for w in args.widths.split(","))
+    net = Network(widths, args.activation, verify.parse_convention(args.convention), loss=args.loss)
+    theta, X, Y = verify.example_problem(net, args.data, args.samples, args.seed, args.dtype)
+    if args.theta:
+        theta = np.load(args.theta, allow_pickle=False)
+        if theta.shape != (net.dim,) or theta.dtype.kind != "f":
+            raise ValueError(f"--theta {args.theta} must hold a float vector of length "
+                             f"d = {net.dim} for widths {widths}, got {theta.dtype} "
+                             f"{theta.shape}")
+        theta = theta.astype(args.dtype)
+    if args.plot:
+        from . import plots
+        plots.check_target(args.plot)  # fail before the work, not after it
     print(f"network {net.widths}, {net.activation}, {net.loss}, d = {net.dim}; "
           f"{len(X)} {args.data} samples, seed {args.seed}, {args.dtype}"
           + (f", theta from {args.theta}" if args.theta else ""))
@@ -140,9 +131,9 @@ _EXTRAS = {"sympy": "narrow", "mpmath": "narrow", "scipy": "narrow", "matplotlib
 
 
 def _one_line(command: str, error: BaseException) -> str:
-    if isinstance(error, ImportError) and error.name and error.name.split(".")[0] in _EXTRAS:
-        extra = _EXTRAS[error.name.split(".")[0]]
-        return f"gengrad {command}: needs {error.name.split('.')[0]}: pip install 'gengrad[{extra}]'"
+    module = (getattr(error, "name", None) or "").split(".")[0]
+    if isinstance(error, ImportError) and module in _EXTRAS:
+        return f"gengrad {command}: needs {module}: pip install 'gengrad[{_EXTRAS[module]}]'"
     return f"gengrad {command}: {error}"
 
 

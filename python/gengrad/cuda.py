@@ -41,10 +41,14 @@ def unavailable() -> Optional[str]:
     """None when backend="cuda" can run here; otherwise the reason."""
     if _cuda is None and _BROKEN is not None:
         return f"gengrad._cuda does not load: {_BROKEN}"
-    if _cuda is None:
+    return _reason(None if _cuda is None else _cuda.build_info())
+
+
+def _reason(info: Optional[dict[str, Any]]) -> Optional[str]:
+    """unavailable() from the extension's build_info (None: not built), which asks the driver."""
+    if info is None:
         return ("gengrad was built without the CUDA backend (no CUDA compiler was found when it was "
                 "installed; see GENGRAD_CUDA in docs/cuda.md)")
-    info = _cuda.build_info()
     if info["devices"] == 0:
         if not _driver_installed():
             return ("no NVIDIA driver on this machine (libcuda.so.1 is not found): there is no GPU here, or "
@@ -68,7 +72,8 @@ def info() -> dict[str, Any]:
     """What gengrad.build_info() reports about CUDA: built, devices, their names, architectures."""
     if _cuda is None:
         return {"built": False, "devices": 0, "unavailable": unavailable()}
-    return {**_cuda.build_info(), "built": True, "unavailable": unavailable()}
+    built_info = _cuda.build_info()
+    return {**built_info, "built": True, "unavailable": _reason(built_info)}
 
 
 def is_device_array(value: Any) -> bool:

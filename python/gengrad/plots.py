@@ -37,7 +37,7 @@ def check_target(path: PathLike, name: str = "--plot") -> None:
     writable and the extension is a format it writes; ValueError/ImportError naming ``name``."""
     plt = pyplot()
     writable_folder(path, name)
-    extension = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
+    extension = _format(path)
     figure = plt.figure()
     try:
         formats = figure.canvas.get_supported_filetypes()
@@ -51,8 +51,12 @@ def check_target(path: PathLike, name: str = "--plot") -> None:
 def save(fig: Figure, path: PathLike) -> None:
     """The figure, written atomically (gengrad.files) in the format its extension names (PNG
     without one)."""
-    extension = os.path.splitext(os.fspath(path))[1].lstrip(".") or "png"
-    write_atomically(path, lambda file: fig.savefig(file, format=extension, dpi=120))
+    write_atomically(path, lambda file: fig.savefig(file, format=_format(path), dpi=120))
+
+
+def _format(path: PathLike) -> str:
+    """The image format a file name asks for: its extension, PNG without one."""
+    return os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
 
 
 def training_curve(result: TrainResult, path: PathLike) -> None:

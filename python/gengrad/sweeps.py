@@ -148,7 +148,7 @@ def sweep(fn: Job, configs: Iterable[Mapping[str, Any]],
                 raise JobFailed(config, key, error) from error
             record(key, config, result)
     elif executor is None or isinstance(executor, cf.Executor):
-        saved = None if store is None else str(store.results)
+        saved = None if store is None else str(store.root)
         _run_on(executor, fn, pending, threads, max_workers, record, saved)
     else:
         raise TypeError(f"executor must be a concurrent.futures.Executor, 'serial' or None, "
@@ -207,8 +207,8 @@ def _run_job(fn: Job, config: Config, threads: Optional[int], saved: Optional[st
     """Runs in the worker: the job on at most `threads` gengrad threads (for calls from this
     thread only, so a thread pool's workers leave the process's count alone), its result checked
     there, so that a malformed result fails the job that produced it. None if the result is
-    already in the folder `saved` (a job retried by Dask after a worker died)."""
-    if saved is not None and os.path.exists(os.path.join(saved, f"{config_hash(config)}.npz")):
+    already in the sweep folder `saved` (a job retried by Dask after a worker died)."""
+    if saved is not None and _Store(Path(saved)).result_file(config_hash(config)).exists():
         return None
     if threads is None:
         raw = fn(dict(config))
@@ -442,7 +442,7 @@ class _Store:
         """The results already on disk among ``keys``; unreadable files are run again."""
         results = {}
         for key in keys:
-            path = self.results / f"{key}.npz"
+            path = self.result_file(key)
             if not path.exists():
                 continue
             try:
@@ -458,9 +458,12 @@ class _Store:
             results[key] = result
         return results
 
+    def result_file(self, key: str) -> Path:
+        return self.results / f"{key}.npz"
+
     def write(self, key: str, config: Config, result: Result) -> None:
         arrays = {_CONFIG_ENTRY: np.array(canonical_json(config)), **result}
-        write_atomically(self.results / f"{key}.npz", lambda f: _write_npz(f, arrays))
+        write_atomically(self.result_file(key), lambda f: _write_npz(f, arrays))
 
     def write_table(self, table: Table) -> None:
         # Object columns (results of differing shapes) are pickled here; load_table reads the

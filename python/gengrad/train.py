@@ -14,7 +14,7 @@ everything the run depends on (theta, optimizer state, the generator's state, th
 written atomically (gengrad.files), and ``resume=`` continues from it bit for bit: N epochs,
 then a resume to 2N, equals 2N epochs in one go. It also holds a fingerprint of the run (the
 model's widths, activation with its convention and loss; the optimizer and its settings; dtype;
-SHA-256 hashes of X, Y and sample_weight): resuming with anything else is refused, naming what
+SHA-256 hashes of X, Y, sample_weight and the validation set): resuming with anything else is refused, naming what
 differs. The backend may differ (the CPU core, the reference, the GPU agree to rounding).
 """
 from __future__ import annotations
@@ -197,11 +197,11 @@ def accuracy(model: Model, theta: np.ndarray, X: ArrayLike, labels: ArrayLike
     return fraction
 
 
-def _digest(array: Optional[np.ndarray]) -> Optional[str]:
+def _digest(values: Optional[ArrayLike]) -> Optional[str]:
     """SHA-256 of an array's dtype, shape and values (None for None)."""
-    if array is None:
+    if values is None:
         return None
-    array = np.ascontiguousarray(array)
+    array = np.ascontiguousarray(values)
     digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
     digest.update(array.tobytes() if array.dtype != object else repr(array.tolist()).encode())
     return digest.hexdigest()
@@ -209,8 +209,10 @@ def _digest(array: Optional[np.ndarray]) -> Optional[str]:
 
 def _fingerprint(model: Model, optimizer: str, lr: float, batch_size: Optional[int], seed: int, momentum: float,
                  betas: tuple[float, float], eps: float, theta: np.ndarray, X: np.ndarray, Y: np.ndarray,
-                 sample_weight: Optional[ArrayLike]) -> dict[str, object]:
-    """Everything a checkpoint must agree with to be resumed, by name."""
+                 sample_weight: Optional[ArrayLike], X_val: Optional[ArrayLike], Y_val: Optional[ArrayLike]
+                 ) -> dict[str, object]:
+    """Everything a checkpoint must agree with to be resumed, by name (the validation set too: the
+    history holds its risk per epoch)."""
     network = getattr(model, "network", model)  # an Ensemble's networks
     widths = getattr(network, "widths", None)
     return dict(model=type(model).__name__, widths=None if widths is None else list(widths),
@@ -218,7 +220,7 @@ def _fingerprint(model: Model, optimizer: str, lr: float, batch_size: Optional[i
                 loss=getattr(network, "loss", None), optimizer=optimizer, lr=lr, batch_size=batch_size,
                 seed=seed, momentum=momentum, betas=list(betas), eps=eps, samples=len(X),
                 theta_shape=list(theta.shape), dtype=str(theta.dtype), X=_digest(X), Y=_digest(Y),
-                sample_weight=_digest(None if sample_weight is None else np.asarray(sample_weight)))
+                sample_weight=_digest(sample_weight), X_val=_digest(X_val), Y_val=_digest(Y_val))
 
 
 def _save(path: PathLike, theta: np.ndarray, opt: _Optimizer, rng: np.random.Generator, history: _History,
@@ -334,10 +336,7 @@ def train(model: Model, theta0: ArrayLike, X: ArrayLike, Y: ArrayLike, optimizer
     total_weight = weight.sum()
     batch = M if batch_size is None else min(batch_size, M)
     config = _fingerprint(model, optimizer, lr, batch_size, seed, momentum, beta_pair, eps, theta, X_train, Y_train,
-                          sample_weight)
-    # the history holds the validation risk per epoch: a resume must have the same validation set
-    config.update(X_val=None if X_val is None else _digest(np.asarray(X_val)),
-                  Y_val=None if Y_val is None else _digest(np.asarray(Y_val)))
+                          sample_weight, X_val, Y_val)
     if checkpoint is not None:
         writable_folder(checkpoint, "checkpoint")
     if callback is not None and not callable(callback):
