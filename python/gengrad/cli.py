@@ -75,8 +75,17 @@ def narrow(args: argparse.Namespace) -> int:
     from . import narrow as park  # needs the narrow extra (sympy, mpmath, scipy)
 
     try:
-        park.report(args.architecture, args.activation, args.target,
-                    digits=args.digits or None, contrasts=not args.no_contrasts)
+        if args.activation in park.CONSTRUCTIONS:
+            given = [f"--{name}" for name in ("architecture", "target", "digits") if getattr(args, name) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to tanh and "
+                                 f"identity only; {args.activation} takes the "
+                                 f"{park.CONSTRUCTIONS[args.activation]} construction")
+            park.report_relaxation(args.activation, control=not args.no_contrasts)
+        else:
+            digits = 30 if args.digits is None else args.digits
+            park.report(args.architecture or "biased", args.activation, args.target or "1",
+                        digits=digits or None, contrasts=not args.no_contrasts)
     except (TypeError, ValueError) as error:
         print(f"gengrad narrow: {error}", file=sys.stderr)
         return 2
@@ -154,13 +163,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.set_defaults(run=demo)
     p = commands.add_parser("narrow", help="Park 2024's four-parameter network: flow, normal "
                             "variational equation, monodromy, non-integrability verdict")
-    p.add_argument("--architecture", default="biased", help="biased (f = v tanh(wx + b) + c) or "
-                   "bias_free (f = v1 tanh(w1 x) + v2 tanh(w2 x))")
-    p.add_argument("--activation", default="tanh", help="tanh or identity")
-    p.add_argument("--target", default="1", help="y* > 0 of the data (1, y*), (-1, -y*); e.g. 1 or 1/2")
-    p.add_argument("--digits", type=int, default=30,
-                   help="digits of the fine monodromy integration (0: double precision only)")
-    p.add_argument("--no-contrasts", action="store_true", help="skip the contrast models")
+    p.add_argument("--architecture", help="tanh and identity: biased (f = v σ(wx + b) + c, the default) or "
+                   "bias_free (f = v1 σ(w1 x) + v2 σ(w2 x))")
+    p.add_argument("--activation", default="tanh", help="tanh, identity (odd: monodromy of a Fuchsian NVE), "
+                   "softplus, sigmoid (f = a1 σ(w1 x) + a2 σ(w2 x)), silu, gelu (f = v σ(wx + b) + c at "
+                   "σ'(b) = 0): Stokes data of an NVE irregular at ∞")
+    p.add_argument("--target", help="tanh and identity: y* > 0 of the data (1, y*), (-1, -y*); e.g. 1 (the "
+                   "default) or 1/2")
+    p.add_argument("--digits", type=int, help="tanh and identity: digits of the fine monodromy integration "
+                   "(default 30; 0: double precision only)")
+    p.add_argument("--no-contrasts", action="store_true", help="skip the contrast models (the controls)")
     p.set_defaults(run=narrow)
     p = commands.add_parser("verify", help="check the paper's three claims (docs/math.md §5) on a "
                             "network: approximation, subgradient certificate, finite "

@@ -140,12 +140,19 @@ from .derivation import (
 )
 from .group import GroupEvidence, MatrixLike, Quantity, analyse_group, classify
 from .hypergeometric import GaussForm, KimuraResult, gauss_form, kimura, scalar_equation
+from .irregular import FormalInvariants, FormalSolution, StokesData, formal_invariants, formal_solution, stokes_data
 from .pipeline import CONTRASTS, Analysis, Summary, analyse, report
+from .relaxation import CONSTRUCTIONS, Germ, Relaxation, germ, relaxation_model, splits
+from .relaxation_checks import RelaxationCheck, check_relaxation
+from .relaxation_report import RelaxationAnalysis, analyse_relaxation, report_relaxation
 
 __all__ = [
     "FlowCheck", "check_against_gengrad", "check_flow", "ACTIVATIONS", "ARCHITECTURES", "N1", "N2",
     "Derivation", "Model", "S", "SingularPoint", "TargetLike", "V", "W", "derive", "exponent_polynomials",
     "model", "GroupEvidence", "MatrixLike", "Quantity", "analyse_group", "classify", "GaussForm",
     "KimuraResult", "gauss_form", "kimura", "scalar_equation", "Loop", "Monodromy", "monodromy", "CONTRASTS",
-    "Analysis", "Summary", "analyse", "report",
+    "Analysis", "Summary", "analyse", "report", "FormalInvariants", "FormalSolution", "StokesData",
+    "formal_invariants", "formal_solution", "stokes_data", "CONSTRUCTIONS", "Germ", "Relaxation", "germ",
+    "relaxation_model", "splits", "RelaxationCheck", "check_relaxation", "RelaxationAnalysis", "analyse_relaxation",
+    "report_relaxation",
 ]

@@ -1,0 +1,136 @@
+"""gengrad.narrow for analytic activations that are not odd: the relaxation constructions, their
+normal variational equations against gengrad, and the Stokes data at the irregular point."""
+import dataclasses
+import io
+from contextlib import redirect_stdout
+
+import numpy as np
+import pytest
+
+sp = pytest.importorskip("sympy")
+mpmath = pytest.importorskip("mpmath")
+pytest.importorskip("scipy")
+
+import gengrad  # noqa: E402
+from gengrad import narrow  # noqa: E402
+from gengrad.cli import main  # noqa: E402
+from gengrad.narrow import irregular, relaxation  # noqa: E402
+
+ACTIVATIONS = tuple(narrow.CONSTRUCTIONS)
+
+
+@pytest.fixture(scope="module")
+def analyses():
+    return {(a, control): narrow.analyse_relaxation(a, control) for a in ACTIVATIONS for control in (False, True)}
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_germ_is_gengrads_activation_at_the_plane(activation):
+    construction = narrow.CONSTRUCTIONS[activation]
+    g = narrow.germ(activation, construction)
+    if construction == "critical":
+        assert float(g.point) < 0 and abs(g.slope) < 1e-35 and abs(g.curvature) > 0.1
+    else:
+        assert g.point == 0 and abs(g.value) > 0.1
+    net = gengrad.Network((1, 1, 1), activation=activation)
+    out = net.forward(np.array([0.0, float(g.point), 1.0, 0.0]), np.zeros((1, 1)))
+    assert abs(float(out[0, 0]) - float(g.value)) <= 1e-15
+
+
+@pytest.mark.parametrize("control", (False, True))
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_plane_is_invariant_and_curve_solves_the_flow_exactly(analyses, activation, control):
+    r = analyses[activation, control].relaxation
+    assert r.normal_on_plane == [0, 0]
+    assert r.curve_residual == [0, 0, 0, 0]
+    assert all(sp.Poly(r.curve[p], relaxation.Z).degree() <= 1 for p in r.params)
+
+
+@pytest.mark.parametrize("control", (False, True))
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_nve_and_curve_against_gengrads_gradient(analyses, activation, control):
+    check = analyses[activation, control].check
+    assert check.field <= 1e-12
+    assert check.normal_jacobian <= 1e-9
+    assert check.flow <= 1e-9
+
+
+def test_the_comparison_with_gengrad_detects_a_wrong_nve_and_a_wrong_curve(analyses):
+    r = analyses["softplus", False].relaxation
+    wrong_field = dataclasses.replace(r, jacobian=r.jacobian.T * sp.Rational(101, 100))
+    assert narrow.check_relaxation(wrong_field).normal_jacobian > 1e-3
+    wrong_curve = dataclasses.replace(r, kappa=r.kappa * sp.Rational(101, 100))
+    check = narrow.check_relaxation(wrong_curve)
+    assert check.field > 1e-3 and check.flow > 1e-4
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_stokes_multipliers_give_the_verdict_and_the_controls_come_out_abelian(analyses, activation):
+    a, c = analyses[activation, False], analyses[activation, True]
+    assert not a.splits and c.splits
+    assert a.infinity.rank == 2 and c.infinity.rank == 2
+    margins = [abs(m) / b for m, b in zip(a.stokes.multipliers, a.stokes.bounds)]
+    assert a.verdict == "not solvable" and min(margins) > 1e6
+    assert c.verdict == "abelian" and max(abs(m) for m in c.stokes.multipliers) <= 1e-12
+    # the loop around ∞ read through the Stokes data equals the loop around the regular point 0
+    assert a.identity <= 1e-9 and c.identity <= 1e-9
+
+
+def test_the_monodromy_identity_fails_for_wrong_multipliers(analyses):
+    a = analyses["gelu", False]
+    zeroed = dataclasses.replace(a.stokes, multipliers=(0j, 0j, 0j, 0j))
+    assert irregular.monodromy_identity(a.relaxation.coefficients, zeroed) > 1e-2
+    swapped = dataclasses.replace(a.stokes, multipliers=a.stokes.multipliers[1:] + a.stokes.multipliers[:1])
+    assert irregular.monodromy_identity(a.relaxation.coefficients, swapped) > 1e-4
+
+
+def test_a_perturbed_control_gets_nonzero_stokes_multipliers(analyses):
+    """The method sees Stokes data where there are some: the control's NVE with A₀ made
+    non-symmetric no longer splits."""
+    coefficients = [A.copy() for A in analyses["softplus", True].relaxation.coefficients]
+    coefficients[1][0, 1] += mpmath.mpf("0.01")
+    stokes = narrow.stokes_data(coefficients)
+    assert irregular.stokes_verdict(stokes) != "abelian"
+    assert irregular.monodromy_identity(coefficients, stokes) <= 1e-9
+
+
+def test_stokes_multipliers_are_stable_across_radius_terms_and_tolerance(analyses):
+    for activation in ("sigmoid", "silu"):
+        a = analyses[activation, False]
+        other = narrow.stokes_data(a.relaxation.coefficients, dominance=30.0, terms=20, rtol=1e-11)
+        scale = max(abs(m) for m in a.stokes.multipliers)
+        assert max(abs(x - y) for x, y in zip(a.stokes.multipliers, other.multipliers)) <= 1e-8 * scale
+
+
+def test_formal_solution_satisfies_the_recurrence(analyses):
+    A_residue, A0, A1 = analyses["silu", False].relaxation.coefficients
+    with mpmath.workdps(40):
+        for j in range(2):
+            f = narrow.formal_solution([A_residue, A0, A1], j, 25)
+            eye = mpmath.eye(2)
+            for n in range(1, 26):
+                older = f.series[n - 2] if n >= 2 else mpmath.matrix(2, 1)
+                residual = ((f.leading * eye - A1) * f.series[n] + (f.linear * eye - A0) * f.series[n - 1]
+                            + ((f.exponent - n + 2) * eye - A_residue) * older)
+                assert mpmath.norm(residual) <= mpmath.mpf(10) ** -28 * (1 + mpmath.norm(f.series[n]))
+
+
+@pytest.mark.parametrize("activation", ("softplus", "gelu"))
+def test_cli_runs_the_construction_end_to_end(activation):
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        assert main(["narrow", "--activation", activation]) == 0
+    text = buffer.getvalue()
+    assert "verdict: not solvable" in text and "agrees with theory (abelian): yes" in text
+    assert "FAILS" not in text and "irregular, Poincaré rank 2" in text
+
+
+def test_cli_refuses_options_of_the_odd_models(capsys):
+    assert main(["narrow", "--activation", "silu", "--target", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--target applies to tanh and identity only" in err
+
+
+def test_a_bad_activation_is_named():
+    with pytest.raises(ValueError, match="activation must be one of softplus"):
+        narrow.relaxation_model("relu")
