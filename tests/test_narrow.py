@@ -1,4 +1,4 @@
-"""gengrad.narrow: Park 2024's four-parameter network, step by step (module docstring)."""
+"""gengrad.narrow: Park 2024's four-parameter network with odd σ, step by step (docs/narrow.md)."""
 import dataclasses
 import io
 from contextlib import redirect_stdout
@@ -333,3 +333,23 @@ def test_without_an_obstruction_an_irregular_point_is_no_evidence(monkeypatch):
     text = "\n".join(lines)
     assert "no obstruction found" in text and "irregular singular point" in text
     assert "is no evidence for integrability" in text
+
+
+def test_abelian_verdict_rests_on_a_centrality_check():
+    """Γ (s = e^w) is a cover of the punctured s-plane: its loops are the lassos conjugated by
+    powers of the loop around s = 0, so "abelian" needs M(0) to commute with every lasso."""
+    group = narrow.analyse_group(narrow.monodromy(narrow.derive(narrow.model("bias_free", "tanh")), digits=None))
+    assert group.verdict == "abelian" and group.central is not None and not group.central.differs_from(0)
+
+
+def test_a_non_central_off_curve_loop_brings_its_conjugates_in():
+    """Commuting lassos with a loop off Γ that does not commute with them: the conjugates
+    join the generators and the verdict is no longer "abelian"."""
+    d = narrow.derive(narrow.model("bias_free", "tanh"))
+    mono = narrow.monodromy(d, digits=None)
+    off = next(loop for loop in mono.loops if not loop.point.on_curve)
+    twist = mpmath.matrix([[1, 0.3], [0.2, 1.06]])
+    twisted = dataclasses.replace(off, matrix=off.matrix * twist, coarse=off.coarse * twist)
+    loops = [twisted if loop is off else loop for loop in mono.loops]
+    group = narrow.analyse_group(dataclasses.replace(mono, loops=loops))
+    assert group.central is not None and group.central.differs_from(0) and group.verdict != "abelian"

@@ -122,7 +122,7 @@ class SingularPoint:
 
 @dataclass
 class Derivation:
-    """Everything derived symbolically for one model (steps 1-4 of the module docstring)."""
+    """Everything derived symbolically for one model (steps 1-4 of docs/narrow.md)."""
 
     model: Model
     risk: sp.Expr

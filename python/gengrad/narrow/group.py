@@ -47,6 +47,9 @@ class GroupEvidence:
     primitive: Optional[Quantity] = None       # a generator moving that element's eigenlines
     commutators: list[Quantity] = field(default_factory=list)    # ||[S_i, S_j] − I|| for every pair
     invariant_line: Optional[Quantity] = None  # residual of a common eigenvector, if reducible
+    # ||[M(p), M(j)] − I|| largest over the loops around points p off Γ and the generators: where
+    # it is 0, the lassos generate Γ's whole monodromy (else its conjugates by M(p) join them)
+    central: Optional[Quantity] = None
     safety: float = 100.0
 
 
@@ -117,8 +120,37 @@ def analyse_group(mono: Monodromy, safety: float = 100.0) -> GroupEvidence:
     if not isinstance(mono, Monodromy):
         raise TypeError(f"mono must be a Monodromy (see narrow.monodromy), got {type(mono).__name__}")
     names = [_point_name(loop.point) for loop in mono.loops if loop.point.on_curve]
-    return classify(mono.generators(), mono.generators(coarse=True), names,
-                    residual=float(max(mono.checks.values())), safety=safety)
+    residual = float(max(mono.checks.values()))
+    fine, coarse = mono.generators(), mono.generators(coarse=True)
+    evidence = classify(fine, coarse, names, residual=residual, safety=safety)
+    off = [loop for loop in mono.loops if not loop.point.on_curve]
+    if not off or evidence.verdict == "not solvable":
+        return evidence
+    # Γ is a cover of the punctured plane: its loops are the lassos conjugated by powers of the
+    # loops around the points off Γ (s = 0 for s = e^w). An "abelian" or "reducible" verdict on
+    # the lassos holds for Γ's monodromy only if those conjugates change nothing.
+    with mpmath.workdps(_DPS):
+        central = max((_quantity(f"||[M({_point_name(loop.point)}), M({names[j]})] − I||",
+                                 lambda G: mpmath.mnorm(_commutator(G[0], G[1]) - mpmath.eye(2), 1),
+                                 [loop.matrix, fine[j]], [loop.coarse, coarse[j]], residual, safety)
+                       for loop in off for j in range(len(fine))), key=lambda q: q.margin(0))
+    if central.differs_from(0):
+        conjugates = [(f"M({_point_name(loop.point)})^{k} M({names[j]}) M({_point_name(loop.point)})^{-k}",
+                       loop.matrix ** k * fine[j] * loop.matrix ** -k, loop.coarse ** k * coarse[j] * loop.coarse ** -k)
+                      for loop in off for k in (-1, 1) for j in range(len(fine))]
+        evidence = classify(fine + [c[1] for c in conjugates], coarse + [c[2] for c in conjugates],
+                            names + [c[0] for c in conjugates], residual=residual, safety=safety)
+    evidence.central = central
+    return evidence
+
+
+def _quantity(label: str, f: _Measure, fine: Sequence[mpmath.matrix], coarse: Sequence[mpmath.matrix],
+              residual: float, safety: float) -> Quantity:
+    """f on the fine and on the coarse matrices; bound: safety × (their difference + residual
+    scaled by the value's size)."""
+    a, b = f(fine), f(coarse)
+    difference = abs(a - b)
+    return Quantity(label, a, float(difference), float(safety * (difference + residual * max(1, abs(a)))))
 
 
 def classify(fine: Sequence[MatrixLike], coarse: Sequence[MatrixLike], names: Optional[Sequence[str]] = None,
@@ -142,10 +174,7 @@ def classify(fine: Sequence[MatrixLike], coarse: Sequence[MatrixLike], names: Op
         coarse_sl2 = [_normalised(M) for M in coarse_matrices]
 
         def quantity(label: str, f: _Measure) -> Quantity:
-            a, b = f(fine_sl2), f(coarse_sl2)
-            difference = abs(a - b)
-            return Quantity(label, a, float(difference),
-                            float(safety * (difference + residual * max(1, abs(a)))))
+            return _quantity(label, f, fine_sl2, coarse_sl2, residual, safety)
 
         n = len(fine_sl2)
         pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]

@@ -34,8 +34,8 @@ _VERDICTS = {
                     "   (no complete set of meromorphic first integrals and commuting vector fields;\n"
                     "   Ayoul-Zung), and its variational equation along Γ is not solvable in\n"
                     "   Liouvillian functions.",
-    "abelian": "the loops' monodromies commute: no obstruction found along this curve (they generate a\n"
-               "   subgroup of its monodromy; this does not show that the Galois group is abelian)",
+    "abelian": "the monodromies of Γ's loops commute: no obstruction found along this curve (monodromy\n"
+               "   is Zariski-dense in the Galois group only where every singular point is regular)",
     "reducible": "reducible (a common invariant line of the loops' monodromies): no obstruction found "
                  "along this curve",
     "undecided": "undecided: the witnesses found do not settle the group",
@@ -96,7 +96,7 @@ def report(architecture: str = "biased", activation: str = "tanh", target: Targe
     result = analyse(architecture, activation, target, digits)
     m, d, mono, group = result["model"], result["derivation"], result["monodromy"], result["group"]
     out("Park (2024), arXiv 2408.08286, computationally. The paper's body could not be read: the")
-    out("model and the curve are gengrad.narrow's stated assumptions (A1-A5 in its docstring).")
+    out("model and the curve are gengrad.narrow's stated assumptions (A1-A5 in docs/narrow.md).")
     out(f"\nmodel: {m}; L = ½ Σ (f(x) − y)² (gengrad widths {m.widths}, sample_weight (½, ½))")
     out("\n1. vector field F = −∇L (SymPy):")
     for p, f in zip(m.params, d.vector_field):
@@ -159,6 +159,11 @@ def report(architecture: str = "biased", activation: str = "tanh", target: Targe
                     ("primitive", group.primitive), ("invariant line", group.invariant_line)):
         if q is not None:
             out(f"     {name}: {_bounded(q)}")
+    if group.central is not None:
+        holds = "not 0: their conjugates by it joined the generators" if group.central.differs_from(0) else \
+            "0 within it: the loops generate Γ's whole monodromy"
+        out(f"     loops off Γ against the generators: {group.central.label} = {_num(group.central.value)} "
+            f"(bound {group.central.bound:.1e}; {holds})")
     if group.verdict == "abelian" and group.commutators:
         worst = max(group.commutators, key=lambda q: q.value)
         out(f"     all commutators trivial, largest {_bounded(worst)}")
