@@ -134,3 +134,20 @@ def test_cli_refuses_options_of_the_odd_models(capsys):
 def test_a_bad_activation_is_named():
     with pytest.raises(ValueError, match="activation must be one of softplus"):
         narrow.relaxation_model("relu")
+
+
+@pytest.mark.parametrize("a", (0.3, 1.1, -1.5, -2.5))
+def test_stokes_multipliers_of_the_weber_equation_match_the_classical_formula(a):
+    """An oracle independent of the constructions: y'' = (z²/4 + a) y, as n = (y, y'/z), is
+    dn/dz = (A₋₁/z + A₁z) n. With ν = −a − ½ the product of adjacent Stokes multipliers (free of
+    the basis' normalisation) is 2π/|Γ(−ν)Γ(ν + 1)| = 2|sin πν|; for integer ν ≥ 0 (Hermite
+    functions, Liouvillian) the multipliers of one parity vanish and the group is reducible."""
+    coefficients = [mpmath.matrix([[0, 0], [a, -1]]), mpmath.zeros(2, 2), mpmath.matrix([[0, 1], [0.25, 0]])]
+    stokes = narrow.stokes_data(coefficients)
+    c = stokes.multipliers
+    nu = -a - 0.5
+    expected = 2 * abs(np.sin(np.pi * nu))
+    for k in range(4):
+        assert abs(abs(c[k] * c[(k + 1) % 4]) - expected) <= 1e-8 * max(1.0, abs(c[k] * c[(k + 1) % 4]))
+    verdict = irregular.stokes_verdict(stokes)
+    assert verdict == ("reducible" if float(nu).is_integer() and nu >= 0 else "not solvable")
