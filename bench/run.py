@@ -346,7 +346,7 @@ def main(argv=None):
         net, theta, X, Y = problem((1, 1, 1), 1, dtype)
         out = np.empty_like(theta)
         python_call = median_seconds(lambda: net.risk_and_gradient(theta, X, Y, out=out), budget=budget)
-        core = net._core
+        core = net.core
         core_call = median_seconds(lambda: core.risk_gradient(theta, X, Y, None, 0, 0.0, True, out), budget=budget)
         print(f"\nper-call time of widths (1,1,1), 1 sample: Python API {python_call * 1e6:.2f} us, "
               f"compiled core alone {core_call * 1e6:.2f} us")

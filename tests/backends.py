@@ -85,7 +85,7 @@ class CudaEmulated(Backend):
 
     def evaluate(self, widths, act, loss, theta, X, Y, weight) -> Result:
         net = gengrad.Network(widths, act, loss=loss)
-        net._impl = gengrad.cuda.model(net._model_args, emulate=True)
+        net.engine = gengrad.cuda.model(net._model_args, emulate=True)
         risk, G = net.risk_and_gradient(theta, X, Y, sample_weight=weight)
         return Result(risk, G, net.pre_activations(theta, X), net.kink_counts(theta, X))
 

@@ -350,3 +350,36 @@ def test_thread_counts_may_be_numpy_integers():
             assert gengrad.get_num_threads() == 1
     finally:
         gengrad.set_num_threads(before)
+
+
+def test_names_of_codes_agree_between_the_core_and_the_specification():
+    """The core defines the activation, family and loss codes (kernels.hpp); the Python modules
+    that name them must name the same set."""
+    from gengrad import _core, activations, reference
+    assert set(_core.ACTIVATION_CODES) == set(activations.SMOOTH) | {"piecewise_linear"}
+    assert set(_core.FAMILY_CODES) == set(activations.FAMILIES) | {"exact"}
+    assert gengrad.network.LOSSES == reference.LOSSES == tuple(_core.LOSS_CODES)
+    assert gengrad.network.MAX_LAYERS == _core.MAX_LAYERS == 64
+
+
+BAD_REFERENCE_INPUTS = [
+    ("theta", lambda t, X, Y: (t[:-1], X, Y), ValueError),
+    ("theta", lambda t, X, Y: (np.where(np.arange(t.size) == 2, np.nan, t), X, Y), ValueError),
+    ("X", lambda t, X, Y: (t, X[:, :1].copy(), Y), ValueError),
+    ("X", lambda t, X, Y: (t, np.full_like(X, np.inf), Y), ValueError),
+    ("X", lambda t, X, Y: (t, X[:0].copy(), Y[:0].copy()), ValueError),
+    ("Y", lambda t, X, Y: (t, X, Y[:-1].copy()), ValueError),
+]
+
+
+@pytest.mark.parametrize("name, corrupt, error", BAD_REFERENCE_INPUTS)
+def test_the_reference_backend_rejects_what_the_core_rejects_on_its_own(problem, name, corrupt, error):
+    """The reference checks its arguments without the compiled core, with the core's words."""
+    net, theta, X, Y = problem
+    reference_net = gengrad.Network(net.widths, net.activation, loss=net.loss, backend="reference")
+    args = corrupt(theta, X, Y)
+    with pytest.raises(error) as from_core:
+        net.risk_and_gradient(*args)
+    with pytest.raises(error) as from_reference:
+        reference_net.risk_and_gradient(*args)
+    assert str(from_core.value).startswith(name) and str(from_reference.value) == str(from_core.value)

@@ -114,3 +114,38 @@ def test_bad_input():
         gengrad.Ensemble(WIDTHS, 2.0)
     with pytest.raises(ValueError, match="writeable C-contiguous"):
         ens.step(thetas[:, ::1].T.copy().T, X, Y, 0.1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("per_net", [False, True])
+def test_forward_and_kink_counts_are_each_networks_bitwise_for_every_thread_count(dtype, per_net):
+    """The compiled core computes an ensemble's forward pass and kink counts natively, one network
+    per task; kink-hitting integer data make the counts non-trivial."""
+    n, M = 6, 300
+    ens = gengrad.Ensemble(WIDTHS, n, "relu")
+    rng = np.random.default_rng(5)
+    thetas = rng.integers(-2, 3, size=(n, ens.dim)).astype(dtype)
+    X = rng.integers(-2, 3, size=((n, M) if per_net else (M,)) + (WIDTHS[0],)).astype(dtype)
+    results = []
+    for threads in (1, 2):
+        with gengrad.threads.limit(threads):
+            results.append((ens.forward(thetas, X), ens.kink_counts(thetas, X)))
+    for forward, counts in results:
+        assert forward.dtype == dtype and counts.shape == (n, len(WIDTHS) - 2) and counts.sum() > 0
+        for i in range(n):
+            x = X[i] if per_net else X
+            assert np.array_equal(forward[i], ens.network.forward(thetas[i], x))
+            assert np.array_equal(counts[i], ens.network.kink_counts(thetas[i], x))
+
+
+def test_the_reference_backend_computes_ensembles_too():
+    n, M = 3, 20
+    cpp, ref = gengrad.Ensemble(WIDTHS, n, "relu"), gengrad.Ensemble(WIDTHS, n, "relu", backend="reference")
+    thetas = cpp.init(4)
+    X, Y = _data(n, M, True, "squared_error")
+    risks, G = ref.risk_and_gradient(thetas, X, Y)
+    expected_risks, expected_G = cpp.risk_and_gradient(thetas, X, Y)
+    np.testing.assert_allclose(risks, expected_risks, rtol=1e-12)
+    np.testing.assert_allclose(G, expected_G, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ref.forward(thetas, X), cpp.forward(thetas, X), rtol=1e-12, atol=1e-14)
+    assert np.array_equal(ref.kink_counts(thetas, X), cpp.kink_counts(thetas, X))

@@ -123,7 +123,7 @@ def test_nve_matches_finite_differences_of_the_field(derivations, arch, act):
     m = d.model
     field = sp.lambdify(m.params, d.vector_field, "numpy")
     theta_of_s = sp.lambdify(S, d.theta_of_s, "numpy")
-    C = np.array(narrow.derivation._coordinates(m), dtype=float)
+    C = np.array(narrow.derivation.plane_coordinates(m), dtype=float)
     normal = np.linalg.inv(C)[:, 2:]
     for s in (1.2, 1.7) if act == "tanh" else (0.35, 0.6):
         theta = np.array(theta_of_s(s), dtype=float)

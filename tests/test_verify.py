@@ -306,7 +306,7 @@ def test_conventions_differ_only_where_kinks_are_hit(activation, convention):
 
 
 def test_kink_statistics_catch_conventions_that_differ_without_hits(monkeypatch):
-    sibling = V.common._sibling
+    sibling = V.common.sibling_network
 
     def broken(net, convention=None, backend=None):
         other = sibling(net, convention, backend)
@@ -314,7 +314,7 @@ def test_kink_statistics_catch_conventions_that_differ_without_hits(monkeypatch)
             other.gradient = _add_to(other.gradient, 1e-12)
         return other
 
-    monkeypatch.setattr(V.kinks, "_sibling", broken)
+    monkeypatch.setattr(V.kinks, "sibling_network", broken)
     net = gengrad.Network(WIDTHS, "relu")
     stats = V.kink_statistics(net, *random_problem(WIDTHS, 9, 1))
     assert not stats.passed and "no kink is hit" in stats.reason

@@ -297,10 +297,6 @@ PYBIND11_MODULE(_cuda, m) {
              py::arg("right_sided"), py::arg("loss"), py::arg("emulate") = false)
         .def_property_readonly("emulate", &Model::emulate);
     gengrad::python::define_operations(model);
-    model  // the CPU core's ensembles loop over Network.forward and kink_counts in Python
-        .def("ensemble_pre_activations", &Model::ensemble_pre_activations, py::arg("thetas"), py::arg("X"),
-             py::arg("first"))
-        .def("ensemble_kink_counts", &Model::ensemble_kink_counts, py::arg("thetas"), py::arg("X"));
     m.def("_set_chunk_elements", &set_chunk_elements, py::arg("elements"),
           "For tests: the scratch budget that sets the layer-by-layer path's samples per chunk (0: default)");
     m.def("_set_emulation_reversed", &set_emulation_reversed, py::arg("reversed"),

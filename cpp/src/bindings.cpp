@@ -4,6 +4,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <iterator>
+
 #include "gengrad/parallel.hpp"
 #include "model.hpp"
 
@@ -29,6 +31,15 @@ PYBIND11_MODULE(_core, m) {
     m.def("get_thread_limit", &gengrad::thread_limit);
     m.def("get_num_threads", &gengrad::num_threads);
     m.def("workspace_bytes", &gengrad::workspace_bytes);
+    const auto codes = [](const auto& names) {
+        py::dict table;
+        for (size_t code = 0; code < std::size(names); ++code) table[names[code]] = int(code);
+        return table;
+    };
+    m.attr("ACTIVATION_CODES") = codes(gengrad::kActivationKindNames);
+    m.attr("FAMILY_CODES") = codes(gengrad::kFamilyNames);
+    m.attr("LOSS_CODES") = codes(gengrad::kLossNames);
+    m.attr("MAX_LAYERS") = gengrad::kMaxLayers;
     m.def("select_isa", [](const std::string& isa) { return std::string(gengrad::select_kernels(isa).isa); }, py::arg("isa"));
     m.def("build_info", []() {
         py::dict info;

@@ -91,8 +91,9 @@ public:
     Model(std::vector<int64_t> widths, int activation, std::vector<double> kinks, std::vector<double> slopes,
           double offset, std::vector<bool> right_sided, int loss)
         : widths_(std::move(widths)) {
-        if (widths_.size() < 2 || widths_.size() > 65)
-            throw py::value_error("widths must list between 2 and 65 layer widths, got " + std::to_string(widths_.size()));
+        if (widths_.size() < 2 || widths_.size() > size_t(gengrad::kMaxLayers) + 1)
+            throw py::value_error("widths must list between 2 and " + std::to_string(gengrad::kMaxLayers + 1) +
+                                  " layer widths, got " + std::to_string(widths_.size()));
         for (int64_t w : widths_)
             if (w < 1) throw py::value_error("every width must be >= 1, got " + std::to_string(w));
         check_dim_fits(widths_);
@@ -136,10 +137,7 @@ public:
 
     // Pre-activations of layers first..L, sample-major (first = L: the outputs).
     py::object pre_activations(const py::array& theta, const py::array& X, int64_t first) const {
-        if (first < 1 || first > spec_.n_layers)
-            throw py::value_error("first must be a layer between 1 and " + std::to_string(spec_.n_layers));
-        int64_t row = 0;
-        for (int64_t k = first; k <= spec_.n_layers; ++k) row += widths_[k];
+        const int64_t row = forward_width(first);
         return dispatch(theta, [&](auto zero) {
             using T = decltype(zero);
             auto th = checked<T>(theta, "theta", {dim_});
@@ -237,6 +235,35 @@ public:
         return {x, y, w, batch};
     }
 
+    // X of an ensemble's forward pass: (M, l_0) shared (stride 0) or (n, M, l_0) one per network.
+    template <class T>
+    struct EnsembleInputs {
+        py::array_t<T> X;
+        int64_t M, stride;
+    };
+
+    template <class T>
+    EnsembleInputs<T> checked_ensemble_inputs(int64_t n, const py::array& X) const {
+        const int64_t l0 = widths_.front();
+        if (!((X.ndim() == 2 && X.shape(1) == l0) || (X.ndim() == 3 && X.shape(0) == n && X.shape(2) == l0)))
+            throw py::value_error("X must have shape " + shape_text({-1, l0}) + " (shared) or " +
+                                  shape_text({n, -1, l0}) + " (one per network), got " + shape_of(X));
+        const bool per_net = X.ndim() == 3;
+        auto x = checked<T>(X, "X", per_net ? std::vector<int64_t>{n, -1, widths_.front()}
+                                            : std::vector<int64_t>{-1, widths_.front()});
+        const int64_t M = x.shape(per_net ? 1 : 0);
+        return {x, M, per_net ? M * widths_.front() : 0};
+    }
+
+    // The row length l_first + ... + l_L of pre_activations' results.
+    int64_t forward_width(int64_t first) const {
+        if (first < 1 || first > spec_.n_layers)
+            throw py::value_error("first must be a layer between 1 and " + std::to_string(spec_.n_layers));
+        int64_t row = 0;
+        for (int64_t k = first; k <= spec_.n_layers; ++k) row += widths_[k];
+        return row;
+    }
+
     // thetas (n, d) as a checked array of T; n >= 1.
     template <class T>
     py::array_t<T> checked_thetas(const py::array& thetas, const char* name) const {
@@ -273,6 +300,41 @@ public:
                                                   risks_data, grads_data);
             }
             return py::make_tuple(risks, grads);
+        });
+    }
+
+    // n networks at X (M, l_0) shared or (n, M, l_0) one per network: z^first..z^L, (n, M, row).
+    py::object ensemble_pre_activations(const py::array& thetas, const py::array& X, int64_t first) const {
+        const int64_t row = forward_width(first);
+        return dispatch(thetas, [&](auto zero) {
+            using T = decltype(zero);
+            auto th = checked_thetas<T>(thetas, "thetas");
+            const int64_t n = th.shape(0);
+            const EnsembleInputs<T> x = checked_ensemble_inputs<T>(n, X);
+            py::array_t<T> out({n, x.M, row});
+            T* out_data = out.mutable_data();
+            {
+                py::gil_scoped_release release;
+                table<T>().ensemble_pre_activations(spec_, th.data(), n, x.X.data(), x.stride, x.M, first, out_data);
+            }
+            return py::object(out);
+        });
+    }
+
+    // Exact kink hits per network and hidden layer, (n, L-1); X as for ensemble_pre_activations.
+    py::array_t<int64_t> ensemble_kink_counts(const py::array& thetas, const py::array& X) const {
+        return dispatch(thetas, [&](auto zero) {
+            using T = decltype(zero);
+            auto th = checked_thetas<T>(thetas, "thetas");
+            const int64_t n = th.shape(0);
+            const EnsembleInputs<T> x = checked_ensemble_inputs<T>(n, X);
+            py::array_t<int64_t> counts({n, spec_.n_layers - 1});
+            int64_t* counts_data = counts.mutable_data();
+            {
+                py::gil_scoped_release release;
+                table<T>().ensemble_kink_counts(spec_, th.data(), n, x.X.data(), x.stride, x.M, counts_data);
+            }
+            return counts;
         });
     }
 
@@ -340,7 +402,10 @@ void define_operations(py::class_<BackendModel>& model) {
              py::arg("sample_weight"), py::arg("family"), py::arg("r"), py::arg("want_gradient"), py::arg("out"))
         .def("kink_counts", &M::kink_counts, py::arg("theta"), py::arg("X"))
         .def("ensemble_risk_gradient", &M::ensemble_risk_gradient, py::arg("thetas"), py::arg("X"), py::arg("Y"),
-             py::arg("sample_weight"), py::arg("family"), py::arg("r"), py::arg("want_gradient"), py::arg("out"));
+             py::arg("sample_weight"), py::arg("family"), py::arg("r"), py::arg("want_gradient"), py::arg("out"))
+        .def("ensemble_pre_activations", &M::ensemble_pre_activations, py::arg("thetas"), py::arg("X"),
+             py::arg("first"))
+        .def("ensemble_kink_counts", &M::ensemble_kink_counts, py::arg("thetas"), py::arg("X"));
 }
 
 // Defines gengrad._core.flow (bindings_flow.cpp).

@@ -1,23 +1,14 @@
 """Ensembles: n networks of one architecture evaluated in one call."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import activations
-from .network import (
-    _FAMILY_CODES,
-    ActivationLike,
-    Network,
-    _as_ndarray,
-    _float_dtype,
-    _labels_or_targets,
-    _positive,
-    _zeros,
-    seeded,
-)
+from . import _core, activations
+from .arguments import as_ndarray, float_dtype, labels_or_targets, positive, seeded, zeros
+from .network import ActivationLike, Network
 
 
 class Ensemble:
@@ -27,7 +18,8 @@ class Ensemble:
     l_0), (n, M, l_L)); ``sample_weight`` likewise ((M,) or (n, M)). One call computes every
     risk and generalized gradient, one network per thread; network i's results are bitwise
     those of ``Network.risk_and_gradient`` on ``thetas[i]``. ``backend="cuda"`` computes all
-    networks in one GPU launch (arguments as for Network(backend="cuda")).
+    networks in one GPU launch (arguments as for Network(backend="cuda")); ``"reference"`` loops
+    over the NumPy reference.
     """
 
     def __init__(self, widths: Sequence[int], n: int, activation: ActivationLike = "relu",
@@ -36,8 +28,6 @@ class Ensemble:
             raise TypeError(f"n must be an integer, got {n!r}")
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        if backend not in ("cpp", "cuda"):
-            raise ValueError(f"unknown backend {backend!r}; expected 'cpp' or 'cuda'")
         self.n = int(n)
         self.network = Network(widths, activation, convention, loss, backend)
         if self.n * self.dim > 2**63 - 1:  # the core counts the (n, d) parameters in int64
@@ -65,7 +55,7 @@ class Ensemble:
         with ``Network.init``'s scheme."""
         # Allocated first (an impossible n fails here, not after spawning n seeds); one child at a
         # time: spawn(1) n times gives the children of spawn(n).
-        thetas = _zeros((self.n, self.dim), _float_dtype(dtype, "dtype"),
+        thetas = zeros((self.n, self.dim), float_dtype(dtype, "dtype"),
                         f"init: n = {self.n} networks of d = {self.dim} parameters")
         parent = seeded(np.random.SeedSequence, seed)
         for row in thetas:
@@ -93,8 +83,8 @@ class Ensemble:
                         sample_weight: Optional[ArrayLike] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
         """grad L_r for every network (see Network.approx_gradient)."""
         activations.check_family(family)
-        r = _positive(r, "r")
-        G = self._call(thetas, X, Y, sample_weight, _FAMILY_CODES[family], r, True, out)[1]
+        r = positive(r, "r")
+        G = self._call(thetas, X, Y, sample_weight, _core.FAMILY_CODES[family], r, True, out)[1]
         assert G is not None
         return G
 
@@ -102,7 +92,7 @@ class Ensemble:
              sample_weight: Optional[ArrayLike] = None) -> np.ndarray:
         """One gradient-descent step theta_i <- theta_i - lr * G(theta_i) for all networks, in
         place; returns the risks before the step."""
-        lr = _positive(lr, "lr")
+        lr = positive(lr, "lr")
         if not (isinstance(thetas, np.ndarray) and thetas.flags.c_contiguous and thetas.flags.writeable):
             raise ValueError("thetas must be a writeable C-contiguous array to be updated in place")
         risks, G = self.risk_and_gradient(thetas, X, Y, sample_weight)
@@ -111,67 +101,50 @@ class Ensemble:
         return risks
 
     def forward(self, thetas: ArrayLike, X: Any) -> np.ndarray:
-        """Outputs (n, M, l_L) at X (M, l_0) or, one per network, (n, M, l_0). backend="cuda": all
-        networks in one launch, with results as for Network(backend="cuda"); "cpp": a loop over
-        the networks (the hot path is risk_and_gradient)."""
-        if self.network.backend == "cuda":
-            engine, thetas, X = self._cuda_arguments(thetas, X)
-            return engine.ensemble_pre_activations(thetas, X, self.network.n_layers)  # type: ignore[no-any-return]
-        return self._each_network(self.network.forward, thetas, X)
+        """Outputs (n, M, l_L) at X (M, l_0) or, one per network, (n, M, l_0); network i's are
+        bitwise those of Network.forward on thetas[i]."""
+        thetas = self._thetas(thetas)
+        return self.network.engine.ensemble_pre_activations(thetas, self._inputs(X, thetas), self.network.n_layers)
 
     def kink_counts(self, thetas: ArrayLike, X: Any) -> np.ndarray:
         """Exact kink hits per network and hidden layer, shape (n, L-1) (X as for forward)."""
-        if self.network.backend == "cuda":
-            engine, thetas, X = self._cuda_arguments(thetas, X)
-            return engine.ensemble_kink_counts(thetas, X)  # type: ignore[no-any-return]
-        return self._each_network(self.network.kink_counts, thetas, X)
-
-    def _each_network(self, method: Callable[[np.ndarray, Any], np.ndarray], thetas: ArrayLike, X: Any) -> np.ndarray:
-        """method(theta_i, X or X[i]) stacked over the networks (the cpp backend's loop)."""
         thetas = self._thetas(thetas)
-        shared = np.ndim(X) == 2
-        if not shared and (np.ndim(X) != 3 or len(X) != self.n):
-            raise ValueError(f"X must have shape (M, {self.widths[0]}) (shared) or ({self.n}, M, {self.widths[0]}) "
-                             f"(one per network), got {np.shape(X)}")
-        return np.stack([method(t, X if shared else X[i]) for i, t in enumerate(thetas)])
+        return self.network.engine.ensemble_kink_counts(thetas, self._inputs(X, thetas))
 
-    def _cuda_arguments(self, thetas: ArrayLike, X: Any) -> tuple[Any, np.ndarray, np.ndarray]:
-        """The CUDA model, thetas and X as its ensemble methods take them (sizes checked there)."""
-        thetas = self._thetas(thetas)
-        return self.network._impl, thetas, self.network._data(X, "X", thetas.dtype)
+    def _inputs(self, X: Any, thetas: np.ndarray) -> np.ndarray:
+        return self.network.prepare_data(X, "X", thetas.dtype)
 
     def _thetas(self, thetas: ArrayLike) -> np.ndarray:
-        thetas = self.network._theta(thetas)
+        thetas = self.network.prepare_theta(thetas)
         if thetas.shape != (self.n, self.dim):
             raise ValueError(f"thetas must have shape ({self.n}, {self.dim}), got {thetas.shape}")
         return thetas
 
-    def _arguments(self, thetas: ArrayLike, X: ArrayLike, Y: ArrayLike, sample_weight: Optional[ArrayLike]
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
-        """thetas, X, Y and the sample weights as the compiled ensemble calls take them (class
-        labels become one-hot rows; sizes are checked there)."""
+    def arguments(self, thetas: ArrayLike, X: ArrayLike, Y: ArrayLike, sample_weight: Optional[ArrayLike]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        """thetas, X, Y and the sample weights as the backends' ensemble calls take them (class
+        labels become one-hot rows; sizes are checked there); also the flow's."""
         net = self.network
         thetas = self._thetas(thetas)
         dtype = thetas.dtype
-        X = net._data(X, "X", dtype)
-        if not net._on_device(Y):
-            Y = _as_ndarray(Y, "Y")
+        X = net.prepare_data(X, "X", dtype)
+        if not net.on_device(Y):
+            Y = as_ndarray(Y, "Y")
             if net.loss == "cross_entropy" and isinstance(Y, (list, tuple)):
-                Y = _labels_or_targets(Y, 2)  # labels per network as nested lists: as an array
+                Y = labels_or_targets(Y, 2)  # labels per network as nested lists: as an array
         if (net.loss == "cross_entropy" and isinstance(Y, np.ndarray) and Y.ndim == 2
                 and Y.dtype.kind in "iu"):  # class labels, one row per network
             _check_label_rows(Y, self.n, X.shape[-2] if X.ndim >= 2 else -1, self.widths[-1])
-            Y = np.stack([net._Y(labels, dtype) for labels in Y])
+            Y = np.stack([net.prepare_targets(labels, dtype) for labels in Y])
         else:
-            Y = net._Y(Y, dtype)
-        weight = None if sample_weight is None else net._data(sample_weight, "sample_weight", dtype)
+            Y = net.prepare_targets(Y, dtype)
+        weight = None if sample_weight is None else net.prepare_data(sample_weight, "sample_weight", dtype)
         return thetas, X, Y, weight
 
     def _call(self, thetas: ArrayLike, X: ArrayLike, Y: ArrayLike, sample_weight: Optional[ArrayLike], family: int,
               r: float, want_gradient: bool, out: Optional[np.ndarray]) -> tuple[np.ndarray, Optional[np.ndarray]]:
-        thetas, X, Y, weight = self._arguments(thetas, X, Y, sample_weight)
-        engine: Any = self.network._impl if self.network.backend == "cuda" else self.network._core
-        return engine.ensemble_risk_gradient(thetas, X, Y, weight, family, r, want_gradient, out)  # type: ignore[no-any-return]
+        thetas, X, Y, weight = self.arguments(thetas, X, Y, sample_weight)
+        return self.network.engine.ensemble_risk_gradient(thetas, X, Y, weight, family, r, want_gradient, out)
 
 
 def _check_label_rows(Y: np.ndarray, n: int, M: int, classes: int) -> None:

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any, Optional, Union
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
+from .arguments import count, positive, typed_array
 from .ensemble import Ensemble
-from .network import Network, _array
+from .network import Network
 
 #: The Runge-Kutta pairs (cpp/flow): "auto" switches between them.
 METHODS = ("auto", "dop853", "dopri5")
@@ -150,33 +151,13 @@ class FlowResult:
                 f"{self.n_forward_passes} forward passes, {self.n_tangent_passes} with derivatives")
 
 
-def _positive(value: object, name: str, allow_zero: bool = False) -> float:
-    what = "a number >= 0" if allow_zero else "a positive number"
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be {what}, got {value!r}")
-    number = float(value)
-    if not ((number >= 0 if allow_zero else number > 0) and np.isfinite(number)):
-        raise ValueError(f"{name} must be {what} (finite), got {number}")
-    return number
-
-
-def _count(value: object, name: str, low: int, high: Optional[int] = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    count = int(value)
-    if count < low or (high is not None and count > high):
-        bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be {bounds}, got {count}")
-    return count
-
-
 def _theta0(value: ArrayLike, shape: tuple[int, ...]) -> NDArray[np.float64]:
     """theta0 in float64: arrays of another float dtype are refused (the flow is integrated in
     float64, and a silent float32 -> float64 conversion would hide a mistake), lists converted."""
     if isinstance(value, np.ndarray) and value.dtype != np.float64:
         raise TypeError(f"theta0 must be a float64 array (the flow is integrated in float64), got dtype "
                         f"{value.dtype}; convert it with theta0.astype(np.float64)")
-    theta = _array(value, "theta0", np.float64)
+    theta = typed_array(value, "theta0", np.float64)
     if theta.shape != shape:
         raise ValueError(f"theta0 must have shape {shape}, got {theta.shape}")
     return theta
@@ -221,10 +202,10 @@ def flow(net: Union[Network, Ensemble], theta0: ArrayLike, X: ArrayLike, Y: Arra
         raise TypeError(f"net must be a gengrad.Network or gengrad.Ensemble, got {type(net).__name__}")
     network = net.network if isinstance(net, Ensemble) else net
     options: dict[str, Any] = dict(
-        t_end=_positive(t_end, "t_end", allow_zero=True), rtol=_positive(rtol, "rtol"),
-        atol=_positive(atol, "atol"), first_step=0.0 if first_step is None else _positive(first_step, "first_step"),
-        max_steps=_count(max_steps, "max_steps", 1), event_nodes=_count(event_nodes, "event_nodes", 1, 64),
-        dense_output=bool(dense_output), save_steps=bool(save_steps), gtol=_positive(gtol, "gtol", allow_zero=True),
+        t_end=positive(t_end, "t_end", allow_zero=True), rtol=positive(rtol, "rtol"),
+        atol=positive(atol, "atol"), first_step=0.0 if first_step is None else positive(first_step, "first_step"),
+        max_steps=count(max_steps, "max_steps", 1), event_nodes=count(event_nodes, "event_nodes", 1, 64),
+        dense_output=bool(dense_output), save_steps=bool(save_steps), gtol=positive(gtol, "gtol", allow_zero=True),
         method=method)
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -240,15 +221,15 @@ def flow(net: Union[Network, Ensemble], theta0: ArrayLike, X: ArrayLike, Y: Arra
     options["t_eval"] = times
     if isinstance(net, Ensemble):
         thetas = _theta0(theta0, (net.n, net.dim))
-        thetas, X_, Y_, weight = net._arguments(thetas, X, Y, sample_weight)
-        raws = _core.flow_ensemble(network._core, thetas, X_, Y_, weight, options)
+        thetas, X_, Y_, weight = net.arguments(thetas, X, Y, sample_weight)
+        raws = _core.flow_ensemble(network.core, thetas, X_, Y_, weight, options)
         risks0 = net.risk(thetas, X_, Y_, weight)
         return [_result(raw, options, times, float(r0)) for raw, r0 in zip(raws, risks0)]
     theta = _theta0(theta0, (network.dim,))
-    X_ = _array(X, "X", np.float64)
-    Y_ = network._Y(Y, np.float64)   # the one definition of targets: class labels become one-hot rows
-    weight = None if sample_weight is None else _array(sample_weight, "sample_weight", np.float64)
-    raw = _core.flow(network._core, theta, X_, Y_, weight, options)
+    X_ = typed_array(X, "X", np.float64)
+    Y_ = network.prepare_targets(Y, np.float64)   # the one definition of targets: class labels become one-hot rows
+    weight = None if sample_weight is None else typed_array(sample_weight, "sample_weight", np.float64)
+    raw = _core.flow(network.core, theta, X_, Y_, weight, options)
     return _result(raw, options, times, float(network.risk(theta, X_, Y_, weight)))
 
 

@@ -27,12 +27,12 @@ import sys
 import time
 import zipfile
 from dataclasses import dataclass
-from numbers import Integral, Real
 from typing import Any, Callable, Optional, Protocol, Sequence, Union
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .arguments import count, positive
 from .files import writable_folder, write_atomically
 
 OPTIMIZERS = ("gd", "sgd", "momentum", "adam")
@@ -161,22 +161,6 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _positive(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a positive number, got {value!r}")
-    if not (float(value) > 0 and np.isfinite(float(value))):
-        raise ValueError(f"{name} must be a positive finite number, got {value}")
-    return float(value)
-
-
-def _integer(value: object, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if int(value) < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
 
 
 def _weights(sample_weight: Optional[ArrayLike], M: int, dtype: np.dtype) -> np.ndarray:
@@ -314,16 +298,16 @@ def train(model: Model, theta0: ArrayLike, X: ArrayLike, Y: ArrayLike, optimizer
         raise ValueError("X must hold at least one sample")
     if len(Y_train) != M:
         raise ValueError(f"Y must have one row per sample of X ({M}), got {len(Y_train)}")
-    lr = _positive(lr, "lr")
-    epochs = _integer(epochs, "epochs", 0)
-    seed = _integer(seed, "seed", 0)
-    checkpoint_every = _integer(checkpoint_every, "checkpoint_every", 1)
+    lr = positive(lr, "lr")
+    epochs = count(epochs, "epochs", 0)
+    seed = count(seed, "seed", 0)
+    checkpoint_every = count(checkpoint_every, "checkpoint_every", 1)
     if optimizer == "gd":
         if batch_size is not None:
             raise ValueError("optimizer 'gd' is full-batch gradient descent: leave batch_size=None "
                              "(or use 'sgd')")
     elif batch_size is not None:
-        batch_size = _integer(batch_size, "batch_size", 1)
+        batch_size = count(batch_size, "batch_size", 1)
     momentum = float(momentum)
     if not 0 <= momentum < 1:
         raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
@@ -331,7 +315,7 @@ def train(model: Model, theta0: ArrayLike, X: ArrayLike, Y: ArrayLike, optimizer
     if len(beta_values) != 2 or not all(0 <= b < 1 for b in beta_values):
         raise ValueError(f"betas must be two numbers in [0, 1), got {beta_values}")
     beta_pair = (beta_values[0], beta_values[1])
-    eps = _positive(eps, "eps")
+    eps = positive(eps, "eps")
     weight = _weights(sample_weight, M, theta.dtype)
     total_weight = weight.sum()
     batch = M if batch_size is None else min(batch_size, M)

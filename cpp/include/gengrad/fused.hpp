@@ -31,7 +31,6 @@
 namespace gengrad {
 namespace GENGRAD_ISA_NS {
 
-constexpr int kMaxLayers = 64;
 constexpr int kTile = 4;  // register tiles: kTile x kTile outputs per thread and item
 
 // Consecutive rows (or columns) of a matrix read along a depth: entry (r, p) is

@@ -19,6 +19,19 @@ enum class Family : int32_t { exact = 0, cubic, sine, softplus, shifted_softplus
 
 enum class LossKind : int32_t { squared_error = 0, cross_entropy };
 
+// The names Python gives these codes, in code order: defined here only, and read by gengrad from
+// the compiled module (bindings.cpp), so that a new code cannot be added on one side alone.
+inline constexpr const char* kActivationKindNames[] = {"piecewise_linear", "tanh", "sigmoid", "softplus", "gelu",
+                                                       "silu"};
+inline constexpr const char* kFamilyNames[] = {"exact", "cubic", "sine", "softplus", "shifted_softplus"};
+inline constexpr const char* kLossNames[] = {"squared_error", "cross_entropy"};
+static_assert(sizeof(kActivationKindNames) / sizeof(kActivationKindNames[0]) == int(ActivationKind::silu) + 1);
+static_assert(sizeof(kFamilyNames) / sizeof(kFamilyNames[0]) == int(Family::shifted_softplus) + 1);
+static_assert(sizeof(kLossNames) / sizeof(kLossNames[0]) == int(LossKind::cross_entropy) + 1);
+
+// The most layers L a network may have: the kernels keep per-layer pointers in fixed arrays.
+constexpr int kMaxLayers = 64;
+
 // A continuous piecewise-linear function with at most two kinks:
 //   a(z) = slope[1]*clamp(z, kink[0], kink[1]) + slope[0]*min(z - kink[0], 0)
 //          + slope[2]*max(z - kink[1], 0) + offset,
@@ -89,6 +102,12 @@ struct KernelTable {
     // null, grads (n, d); each network's results are bitwise those of risk_gradient.
     void (*ensemble_risk_gradient)(const NetSpec&, Approximation approx, const T* thetas, int64_t n,
                                    const EnsembleBatch<T>& batch, double* risks, T* grads);
+    // pre_activations and kink_counts of n networks (thetas (n, d)), network i reading
+    // X + i * x_stride (0: X shared); out (n, M, row) and counts (n, L-1), bitwise as one at a time.
+    void (*ensemble_pre_activations)(const NetSpec&, const T* thetas, int64_t n, const T* X, int64_t x_stride,
+                                     int64_t M, int64_t first, T* out);
+    void (*ensemble_kink_counts)(const NetSpec&, const T* thetas, int64_t n, const T* X, int64_t x_stride, int64_t M,
+                                 int64_t* counts);
     // The network on a frozen pattern: returns the risk; writes its gradient into grad and,
     // unless null, the hidden pre-activations into hidden_z and dL/dh (the backward pass before
     // the pattern's slope) into hidden_g, both in the pattern's layout.

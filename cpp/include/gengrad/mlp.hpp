@@ -214,9 +214,9 @@ struct BlockPlan {
     static constexpr int64_t kChunk = 64;  // columns (samples) per parallel task
     int64_t L, block, ld;                  // ld: padded block width, a multiple of gemm_step
     T* input;                              // X^T, l_0 x ld
-    T* Z[65];                              // Z[k] for k = 1..L: pre-activations, then deltas
-    T* H[65];                              // H[k] for k = 1..L-1; H[0] = input
-    T* dH[65];                             // tangent passes only: dH[k] for k = 1..L-1
+    T* Z[kMaxLayers + 1];                  // Z[k] for k = 1..L: pre-activations, then deltas
+    T* H[kMaxLayers + 1];                  // H[k] for k = 1..L-1; H[0] = input
+    T* dH[kMaxLayers + 1];                 // tangent passes only: dH[k] for k = 1..L-1
     double* losses;                        // per sample of the block
     T* pack;                               // per worker: packing scratch (see pack_depth)
     int64_t pack_stride;

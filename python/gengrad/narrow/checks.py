@@ -12,7 +12,7 @@ from numpy.typing import ArrayLike
 if TYPE_CHECKING:
     from ..network import Network
 
-from .derivation import Derivation, Model, S, V, W, _coordinates
+from .derivation import Derivation, Model, S, V, W, plane_coordinates
 
 # --- 1 and 3, numerically: gengrad's gradient and the flow itself -------------------------------
 
@@ -100,7 +100,7 @@ def check_flow(derivation: Derivation, t_end: float = 2.0, samples: int = 41,
         closest = s_star * (1 - 8 * np.finfo(float).eps)
         return s_star if elapsed(closest) < t else brentq(lambda s: elapsed(s) - t, s0, closest, xtol=1e-15)
 
-    to_plane = np.array(_coordinates(m)[:2, :], dtype=np.float64)
+    to_plane = np.array(plane_coordinates(m)[:2, :], dtype=np.float64)
     first_integral = sp.lambdify((W, V), derivation.first_integral, "numpy")
     off = law = first = 0.0
     for t in np.linspace(0.0, t_end, samples):

@@ -13,7 +13,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from .derivation import _DPS, Derivation, S, SingularPoint, _fraction
+from .derivation import DIGITS, Derivation, S, SingularPoint, as_fraction
 
 #: A complex number in fixed point: (re, im) scaled by 2^bits (_FixedSeries).
 _Fixed = tuple[int, int]
@@ -275,10 +275,10 @@ def _base_point(points: Sequence[SingularPoint]) -> complex:
 
 def _coefficients(derivation: Derivation) -> tuple[list[Fraction], list[list[list[Fraction]]]]:
     """d(s) and P(s) = d(s) A(s) as ascending lists of Fractions (P padded to one length)."""
-    d = [_fraction(c) for c in reversed(derivation.denominator.all_coeffs())]
+    d = [as_fraction(c) for c in reversed(derivation.denominator.all_coeffs())]
     polys = [[sp.Poly(derivation.numerator[i, j], S) for j in range(2)] for i in range(2)]
     n = max(p.degree() for row in polys for p in row) + 1
-    P = [[[_fraction(c) for c in reversed(p.all_coeffs())] for p in row] for row in polys]
+    P = [[[as_fraction(c) for c in reversed(p.all_coeffs())] for p in row] for row in polys]
     P = [[entry + [Fraction(0)] * (n - len(entry)) for entry in row] for row in P]
     return d, P
 
@@ -325,7 +325,7 @@ def monodromy(derivation: Derivation, digits: Optional[int] = 30, corners: int =
                     r: float) -> tuple[mpmath.matrix, int, int]:
         R, s1, t1 = run(series, ray, r)
         C, s2, t2 = run(series, polygon, r)
-        with mpmath.workdps(_DPS + 20):
+        with mpmath.workdps(DIGITS + 20):
             return R ** -1 * C * R, s1 + s2, t1 + t2
 
     loops: list[Loop] = []
@@ -354,7 +354,7 @@ def monodromy(derivation: Derivation, digits: Optional[int] = 30, corners: int =
 
 def _consistency(mono: Monodromy) -> dict[str, mpmath.mpf]:
     """Residuals of identities the fine monodromy matrices must satisfy."""
-    with mpmath.workdps(_DPS):
+    with mpmath.workdps(DIGITS):
         two_pi_i = 2j * mpmath.pi
         det = trace = 0
         for loop in mono.loops:

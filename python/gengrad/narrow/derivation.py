@@ -21,7 +21,7 @@ ACTIVATIONS = ("tanh", "identity")
 # (n1, n2) and the algebraic coordinate s along the particular solution.
 W, V, N1, N2, S = sp.symbols("w v n1 n2 s")
 # Working precision (decimal digits) of the exponents, residues and singular points.
-_DPS = 40
+DIGITS = 40
 
 
 @dataclass(frozen=True)
@@ -83,10 +83,10 @@ def model(architecture: str = "biased", activation: str = "tanh", target: Target
     if not isinstance(activation, str) or activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)} (odd; softplus, sigmoid, silu and "
                          f"gelu go through narrow.relaxation), got {activation!r}")
-    return Model(architecture, activation, _rational_target(target))
+    return Model(architecture, activation, rational_target(target))
 
 
-def _rational_target(target: object) -> Fraction:
+def rational_target(target: object) -> Fraction:
     if isinstance(target, bool):
         raise TypeError(f"target must be a positive rational number, got {target!r}")
     try:
@@ -151,7 +151,7 @@ class Derivation:
     fuchsian: bool                # simple poles at every finite singular point and at ∞
 
 
-def _coordinates(m: Model) -> sp.Matrix:
+def plane_coordinates(m: Model) -> sp.Matrix:
     """C with (w, v, n1, n2) = C θ: plane coordinates first, then normal coordinates."""
     if m.architecture == "biased":          # θ = (w, b, v, c); P = {b = c = 0}
         return sp.Matrix([[1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]])
@@ -190,7 +190,7 @@ def derive(m: Model) -> Derivation:
                                    for x, y in zip(xs, ys))
     vector_field = tuple(-sp.diff(risk, p) for p in theta)
 
-    C = _coordinates(m)
+    C = plane_coordinates(m)
     theta_of_q = C.inv() * sp.Matrix([W, V, N1, N2])
     to_q = dict(zip(theta, theta_of_q))
     G = C * sp.Matrix([f.subs(to_q) for f in vector_field])
@@ -236,7 +236,7 @@ def derive(m: Model) -> Derivation:
     nve = nve.applyfunc(lambda e: sp.factor(sp.cancel(e)))
     denominator = sp.Poly(sp.lcm([sp.denom(sp.cancel(e)) for e in nve]), S).monic()
     numerator = (nve * denominator.as_expr()).applyfunc(sp.cancel)
-    points, infinity, fuchsian = _singular_points(m, denominator, numerator, _DPS)
+    points, infinity, fuchsian = _singular_points(m, denominator, numerator, DIGITS)
     return Derivation(m, risk, vector_field, plane, plane_field, normal_on_plane, first_integral,
                       rate, curve_v, w_of_s, theta_of_s, speed, time_law, time_law_residual,
                       flow_residual, normal_jacobian, lower_left, tangential, tangential_residual,
@@ -304,7 +304,7 @@ def _mpf(rational: sp.Rational) -> mpmath.mpf:
     return mpmath.mpf(q.p) / q.q
 
 
-def _fraction(rational: sp.Rational) -> Fraction:
+def as_fraction(rational: sp.Rational) -> Fraction:
     q = sp.Rational(rational)
     return Fraction(int(q.p), int(q.q))
 

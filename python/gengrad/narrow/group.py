@@ -9,7 +9,7 @@ import mpmath
 import numpy as np
 
 from .continuation import Monodromy
-from .derivation import _DPS, SingularPoint
+from .derivation import DIGITS, SingularPoint
 
 #: A 2x2 matrix as the monodromy takes it: mpmath, NumPy or nested lists.
 MatrixLike = Union[mpmath.matrix, np.ndarray, Sequence[Sequence[complex]]]
@@ -119,7 +119,7 @@ def analyse_group(mono: Monodromy, safety: float = 100.0) -> GroupEvidence:
     matrices of ``mono`` and its largest consistency residual)."""
     if not isinstance(mono, Monodromy):
         raise TypeError(f"mono must be a Monodromy (see narrow.monodromy), got {type(mono).__name__}")
-    names = [_point_name(loop.point) for loop in mono.loops if loop.point.on_curve]
+    names = [point_name(loop.point) for loop in mono.loops if loop.point.on_curve]
     residual = float(max(mono.checks.values()))
     fine, coarse = mono.generators(), mono.generators(coarse=True)
     evidence = classify(fine, coarse, names, residual=residual, safety=safety)
@@ -129,13 +129,13 @@ def analyse_group(mono: Monodromy, safety: float = 100.0) -> GroupEvidence:
     # Γ is a cover of the punctured plane: its loops are the lassos conjugated by powers of the
     # loops around the points off Γ (s = 0 for s = e^w). An "abelian" or "reducible" verdict on
     # the lassos holds for Γ's monodromy only if those conjugates change nothing.
-    with mpmath.workdps(_DPS):
-        central = max((_quantity(f"||[M({_point_name(loop.point)}), M({names[j]})] − I||",
+    with mpmath.workdps(DIGITS):
+        central = max((_quantity(f"||[M({point_name(loop.point)}), M({names[j]})] − I||",
                                  lambda G: mpmath.mnorm(_commutator(G[0], G[1]) - mpmath.eye(2), 1),
                                  [loop.matrix, fine[j]], [loop.coarse, coarse[j]], residual, safety)
                        for loop in off for j in range(len(fine))), key=lambda q: q.margin(0))
     if central.differs_from(0):
-        conjugates = [(f"M({_point_name(loop.point)})^{k} M({names[j]}) M({_point_name(loop.point)})^{-k}",
+        conjugates = [(f"M({point_name(loop.point)})^{k} M({names[j]}) M({point_name(loop.point)})^{-k}",
                        loop.matrix ** k * fine[j] * loop.matrix ** -k, loop.coarse ** k * coarse[j] * loop.coarse ** -k)
                       for loop in off for k in (-1, 1) for j in range(len(fine))]
         evidence = classify(fine + [c[1] for c in conjugates], coarse + [c[2] for c in conjugates],
@@ -169,7 +169,7 @@ def classify(fine: Sequence[MatrixLike], coarse: Sequence[MatrixLike], names: Op
     labels = [str(i) for i in range(len(fine_matrices))] if names is None else list(names)
     if len(labels) != len(fine_matrices):
         raise ValueError(f"names must hold one name per matrix, got {len(labels)} for {len(fine_matrices)}")
-    with mpmath.workdps(_DPS):
+    with mpmath.workdps(DIGITS):
         fine_sl2 = [_normalised(M) for M in fine_matrices]
         coarse_sl2 = [_normalised(M) for M in coarse_matrices]
 
@@ -187,7 +187,7 @@ def classify(fine: Sequence[MatrixLike], coarse: Sequence[MatrixLike], names: Op
             evidence.verdict = "abelian"
             return evidence
         traces = [quantity(f"tr[M({labels[i]}), M({labels[j]})] − 2",
-                           _pair(lambda A, B: _trace(_commutator(A, B)) - 2, i, j))
+                           _pair(lambda A, B: trace(_commutator(A, B)) - 2, i, j))
                   for i, j in pairs]
         best = max(traces, key=lambda q: q.margin(0))
         if best.differs_from(0):
@@ -200,7 +200,7 @@ def classify(fine: Sequence[MatrixLike], coarse: Sequence[MatrixLike], names: Op
 
         words = _short_words(n, labels)
         infinite = max((quantity(f"distance of tr({label}) from [−2, 2]",
-                                 _of_word(lambda M: _off_interval(_trace(M)), make))
+                                 _of_word(lambda M: _off_interval(trace(M)), make))
                         for label, make in words), key=lambda q: q.margin(0))
         if infinite.value <= 0 or not infinite.differs_from(0):
             return evidence
@@ -218,7 +218,7 @@ def classify(fine: Sequence[MatrixLike], coarse: Sequence[MatrixLike], names: Op
         return evidence
 
 
-def _trace(M: mpmath.matrix) -> mpmath.mpc:
+def trace(M: mpmath.matrix) -> mpmath.mpc:
     return M[0, 0] + M[1, 1]
 
 
@@ -237,7 +237,7 @@ def _common_line(fine: Sequence[mpmath.matrix], names: Sequence[str],
                  quantity: Callable[[str, _Measure], Quantity]) -> Optional[Quantity]:
     """For a group whose generators pairwise share eigenvectors: the residual of the best common
     invariant line among the eigenvectors of its least scalar generator (None if all are scalar)."""
-    spread = [mpmath.mnorm(G - _trace(G) / 2 * mpmath.eye(2), 1) for G in fine]
+    spread = [mpmath.mnorm(G - trace(G) / 2 * mpmath.eye(2), 1) for G in fine]
     k = max(range(len(fine)), key=lambda i: spread[i])
     if spread[k] < 1e-20:
         return None
@@ -251,7 +251,7 @@ def _common_line(fine: Sequence[mpmath.matrix], names: Sequence[str],
     return min(candidates, key=lambda q: q.value)
 
 
-def _point_name(p: SingularPoint) -> str:
+def point_name(p: SingularPoint) -> str:
     z = p.location
     if z.imag == 0:
         return f"{z.real:.6g}"

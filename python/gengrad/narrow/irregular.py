@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import mpmath
 import numpy as np
 
-from .derivation import _DPS
+from .derivation import DIGITS
 
 
 @dataclass
@@ -33,20 +33,20 @@ class FormalInvariants:
 
 
 def _is_zero(A: mpmath.matrix) -> bool:
-    return bool(mpmath.mnorm(A, 1) < mpmath.mpf(10) ** (8 - _DPS))
+    return bool(mpmath.mnorm(A, 1) < mpmath.mpf(10) ** (8 - DIGITS))
 
 
 def formal_invariants(coefficients: list[mpmath.matrix]) -> FormalInvariants:
     """The invariants at ∞ of dn/dz = (A₋₁/z + A₀ + A₁z) n, given [A₋₁, A₀, A₁]."""
     A_residue, A0, A1 = coefficients
-    with mpmath.workdps(_DPS):
+    with mpmath.workdps(DIGITS):
         if _is_zero(A1) and _is_zero(A0):   # regular singular at ∞: exponents eig(−A₋₁) in 1/z
             exponents = tuple(mpmath.eig(-A_residue)[0])
             return FormalInvariants(0, (), (), exponents, ())
         rank = 2 if not _is_zero(A1) else 1
         lead = A1 if rank == 2 else A0
         values, vectors = mpmath.eig(lead)
-        if abs(values[0] - values[1]) < mpmath.mpf(10) ** (8 - _DPS) * (1 + abs(values[0])):
+        if abs(values[0] - values[1]) < mpmath.mpf(10) ** (8 - DIGITS) * (1 + abs(values[0])):
             raise ValueError("the leading coefficient at ∞ has a repeated eigenvalue (a ramified or "
                              "nilpotent case, not handled)")
         inverse = mpmath.inverse(vectors)
@@ -99,7 +99,7 @@ def formal_solution(coefficients: list[mpmath.matrix], j: int, terms: int) -> Fo
     A_residue, A0, A1 = coefficients
     invariants = formal_invariants(coefficients)
     lam, mu, rho = invariants.leading[j], invariants.linear[j], invariants.exponents[j]
-    with mpmath.workdps(_DPS):
+    with mpmath.workdps(DIGITS):
         values, vectors = mpmath.eig(A1)
         dual = mpmath.inverse(vectors)
         e, o = vectors[:, j], vectors[:, 1 - j]

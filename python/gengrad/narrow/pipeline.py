@@ -10,8 +10,8 @@ import sympy as sp
 
 from .checks import FlowCheck, check_against_gengrad, check_flow
 from .continuation import Monodromy, monodromy
-from .derivation import _DPS, Derivation, Model, TargetLike, W, _rational_target, derive, exponent_polynomials, model
-from .group import GroupEvidence, Quantity, _point_name, _trace, analyse_group
+from .derivation import DIGITS, Derivation, Model, TargetLike, W, derive, exponent_polynomials, model, rational_target
+from .group import GroupEvidence, Quantity, analyse_group, point_name, trace
 from .hypergeometric import GaussForm, KimuraResult, gauss_form, kimura
 
 # --- the `gengrad narrow` report -------------------------------------------------------------------
@@ -129,7 +129,7 @@ def report(architecture: str = "biased", activation: str = "tanh", target: Targe
     out(f"   Fuchsian (simple poles, also at ∞): {'yes' if d.fuchsian else 'no'}")
     out(f"   {'singular point':>28}  {'factor of the denominator':<34} {'exponents (eig Res)':<30} on Γ")
     for p in d.singular_points + [d.infinity]:
-        where = "∞" if p is d.infinity else _point_name(p)
+        where = "∞" if p is d.infinity else point_name(p)
         exps = ", ".join(_num(e, 8) for e in p.exponents)
         out(f"   {where:>28}  {str(p.factor):<34} {exps:<30} {'yes' if p.on_curve else 'no'}")
     out("   exponents exactly (their minimal polynomials over Q, per factor of the denominator):")
@@ -146,10 +146,10 @@ def report(architecture: str = "biased", activation: str = "tanh", target: Targe
         f"{mono.coarse}; {sum(loop.steps for loop in mono.loops)} Taylor steps, "
         f"{sum(loop.terms for loop in mono.loops)} terms, {mono.seconds:.1f} s")
     out(f"   {'loop around':>28}  {'tr M':<40} {'det M':<40} |fine − coarse|")
-    with mpmath.workdps(_DPS):
+    with mpmath.workdps(DIGITS):
         for loop in mono.loops:
             M = loop.matrix
-            out(f"   {_point_name(loop.point):>28}  {_num(_trace(M), 14):<40} {_num(mpmath.det(M), 14):<40} "
+            out(f"   {point_name(loop.point):>28}  {_num(trace(M), 14):<40} {_num(mpmath.det(M), 14):<40} "
                 f"{float(mpmath.mnorm(M - loop.coarse, 1)):.1e}")
     out("   identities the fine matrices satisfy (largest residual):")
     for name, value in mono.checks.items():
@@ -176,7 +176,7 @@ def report(architecture: str = "biased", activation: str = "tanh", target: Targe
         out("\nthe same pipeline on contrasts:")
         out(f"   {'model':<30} {'loops':>5}  {'theory':<62} {'monodromy':<13} agrees")
         for arch, act, y, theory, expected in CONTRASTS:
-            if (arch, act, _rational_target(y)) == (m.architecture, m.activation, m.target):
+            if (arch, act, rational_target(y)) == (m.architecture, m.activation, m.target):
                 continue
             other = analyse(arch, act, y, digits)
             verdict = other["group"].verdict

@@ -33,7 +33,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from .derivation import _DPS
+from .derivation import DIGITS
 
 #: Activations handled here, and the construction each one takes.
 CONSTRUCTIONS = {"softplus": "width2", "sigmoid": "width2", "silu": "critical", "gelu": "critical"}
@@ -52,7 +52,7 @@ def activation_expression(name: str, u: sp.Expr) -> sp.Expr:
 
 @dataclass(frozen=True)
 class Germ:
-    """σ and its first two derivatives at u₀, to _DPS digits."""
+    """σ and its first two derivatives at u₀, to DIGITS digits."""
 
     activation: str
     point: mpmath.mpf
@@ -61,8 +61,8 @@ class Germ:
     curvature: mpmath.mpf
 
     def substitution(self) -> dict[sp.Symbol, sp.Float]:
-        return {SIGMA0: sp.Float(self.value, _DPS), SIGMA1: sp.Float(self.slope, _DPS),
-                SIGMA2: sp.Float(self.curvature, _DPS)}
+        return {SIGMA0: sp.Float(self.value, DIGITS), SIGMA1: sp.Float(self.slope, DIGITS),
+                SIGMA2: sp.Float(self.curvature, DIGITS)}
 
 
 def germ(activation: str, construction: str) -> Germ:
@@ -70,7 +70,7 @@ def germ(activation: str, construction: str) -> Germ:
     method on σ' from the sign change in [−3, 0]."""
     sigma = activation_expression(activation, U)
     derivatives = [sp.lambdify(U, sp.diff(sigma, U, k), "mpmath") for k in range(3)]
-    with mpmath.workdps(_DPS + 10):
+    with mpmath.workdps(DIGITS + 10):
         point = mpmath.mpf(0)
         if construction == "critical":
             point = mpmath.findroot(derivatives[1], (mpmath.mpf(-3), mpmath.mpf(-0.1)), solver="anderson")
@@ -125,7 +125,7 @@ class Relaxation:
 
     def numeric(self, expression: sp.Expr) -> sp.Expr:
         """``expression`` with the germ's values (and u*) put in."""
-        return sp.sympify(expression).subs(self.germ.substitution()).subs(U_STAR, sp.Float(self.germ.point, _DPS))
+        return sp.sympify(expression).subs(self.germ.substitution()).subs(U_STAR, sp.Float(self.germ.point, DIGITS))
 
     def numeric_curve(self, z: float) -> np.ndarray:
         """θ(z) in float64."""
@@ -197,7 +197,7 @@ def _laurent_coefficients(numeric: sp.Matrix) -> list[mpmath.matrix]:
     polynomial = [[sp.Poly(sp.expand(sp.cancel(numeric[i, j] * Z)), Z) for j in range(2)] for i in range(2)]
     if max(entry.degree() for row in polynomial for entry in row) > 2:
         raise RuntimeError("the NVE is not of the form A₋₁/z + A₀ + A₁z")
-    with mpmath.workdps(_DPS):
+    with mpmath.workdps(DIGITS):
         return [mpmath.matrix([[mpmath.mpf(str(polynomial[i][j].coeff_monomial(Z ** k))) for j in range(2)]
                                for i in range(2)]) for k in range(3)]
 

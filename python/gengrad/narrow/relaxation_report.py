@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import mpmath
 
-from .derivation import _DPS
+from .derivation import DIGITS
 from .irregular import (
     FormalInvariants,
     StokesData,
@@ -80,7 +80,7 @@ def _conditions(a: RelaxationAnalysis) -> list[tuple[str, str, bool]]:
     else:
         sums = (sum(r.inputs), sum(x * y for x, y in zip(r.inputs, r.targets)))
         rows += [("σ'(u*) = 0 (P invariant)", f"u* = {_num(g.point, 12)}, σ'(u*) = {_num(g.slope, 3)}",
-                  abs(g.slope) < mpmath.mpf(10) ** (10 - _DPS)),
+                  abs(g.slope) < mpmath.mpf(10) ** (10 - DIGITS)),
                  ("σ''(u*) ≠ 0 (the NVE is not trivial)", _num(g.curvature), abs(g.curvature) > 1e-30),
                  ("Σx ≠ 0 or Σxy ≠ 0 (not the control)", f"{sums[0]}, {sums[1]}", sums != (0, 0))]
     leading = a.infinity.leading

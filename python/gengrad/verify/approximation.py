@@ -12,13 +12,13 @@ from .. import activations
 from ..network import Network
 from .common import (
     DEFAULT_R,
-    _kink_offsets,
-    _ladder,
-    _number,
-    _problem,
-    _rounding_tolerance,
-    _smallest_nonzero_distance,
-    _verdict,
+    checked_problem,
+    format_number,
+    kink_offsets,
+    parse_ladder,
+    rounding_tolerance,
+    smallest_nonzero_distance,
+    verdict_text,
 )
 
 # --- R1: the approximation procedure ------------------------------------------------------------
@@ -49,12 +49,12 @@ class ApproximationStudy:
 
     def __str__(self) -> str:
         families = list(self.errors)
-        lines = [f"R1 approximation: {_verdict(self.passed)}. {self.reason}",
+        lines = [f"R1 approximation: {verdict_text(self.passed)}. {self.reason}",
                  f"  {'r':>9} " + " ".join(f"{f + ('' if f in self.admissible else '*'):>17}"
                                             for f in families)]
         for i, r in enumerate(self.r_values):
             mark = ">" if r > self.r_star else " "
-            lines.append(f"  {mark}{r:8.1e} " + " ".join(f"{_number(self.errors[f][i]):>17}"
+            lines.append(f"  {mark}{r:8.1e} " + " ".join(f"{format_number(self.errors[f][i]):>17}"
                                                         for f in families))
         lines.append(f"  ||∇L_r - G||; '>' marks r > r* = {self.r_star:.3g}; "
                      "* = not admissible (comparison only)")
@@ -71,8 +71,8 @@ def approximation_study(net: Network, theta: ArrayLike, X: ArrayLike, Y: ArrayLi
     r = 2 r*, so that the exactness claim is always tested. Passes when every admissible family
     equals G at every r > r* (and so the admissible families agree).
     """
-    theta, X, Y, weight = _problem(net, theta, X, Y, sample_weight)
-    ladder = _ladder(r_values, "r_values", descending=False)
+    theta, X, Y, weight = checked_problem(net, theta, X, Y, sample_weight)
+    ladder = parse_ladder(r_values, "r_values", descending=False)
     families = [activations.check_family(f) for f in families]
     if not families:
         raise ValueError("families must name at least one approximant family")
@@ -81,11 +81,11 @@ def approximation_study(net: Network, theta: ArrayLike, X: ArrayLike, Y: ArrayLi
                        if activations.FAMILIES[f] or not net.activation.kinks)
 
     G = net.gradient(theta, X, Y, weight)
-    gap = _smallest_nonzero_distance(_kink_offsets(net, theta, X))
+    gap = smallest_nonzero_distance(kink_offsets(net, theta, X))
     r_star = 1.0 / gap
     if ladder[-1] <= r_star and math.isfinite(2 * r_star):
         ladder.append(2 * r_star)
-    tolerance = _rounding_tolerance(theta.dtype, G)
+    tolerance = rounding_tolerance(theta.dtype, G)
 
     errors: dict[str, list[float]] = {f: [] for f in families}
     agreement, bitwise = 0.0, True
@@ -107,7 +107,7 @@ def approximation_study(net: Network, theta: ArrayLike, X: ArrayLike, Y: ArrayLi
         exact_from[f] = reached
 
     above = [i for i, r in enumerate(ladder) if r > r_star]
-    failures = [f"{f} is {_number(errors[f][i])} from G at r = {ladder[i]:.3g} > r*"
+    failures = [f"{f} is {format_number(errors[f][i])} from G at r = {ladder[i]:.3g} > r*"
                 for f in admissible for i in above if errors[f][i] > tolerance]
     if not above:
         passed, reason = False, (f"r* = {r_star:.3g} (gap {gap:.3g}) is too large to evaluate: "
@@ -123,7 +123,7 @@ def approximation_study(net: Network, theta: ArrayLike, X: ArrayLike, Y: ArrayLi
         others = [f for f in families if f not in admissible]
         if others:
             reason += "; at r = {:.3g}: ".format(ladder[-1]) + ", ".join(
-                f"{f} {_number(errors[f][-1])} away" for f in others)
+                f"{f} {format_number(errors[f][-1])} away" for f in others)
     return ApproximationStudy(tuple(ladder), {f: tuple(e) for f, e in errors.items()},
                               admissible, exact_from, gap, r_star, agreement, bitwise, tolerance,
                               passed, reason)

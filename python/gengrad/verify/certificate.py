@@ -10,18 +10,18 @@ from numpy.typing import ArrayLike
 
 from ..network import Network
 from .common import (
-    _EPS_DECADES,
-    _K_LADDER,
-    _MIN_RATE,
-    _gradient_scale,
-    _hits,
-    _kink_offsets,
-    _ladder,
-    _margin,
-    _number,
-    _problem,
-    _rounding_tolerance,
-    _verdict,
+    EPS_DECADES,
+    K_LADDER,
+    MIN_RATE,
+    checked_problem,
+    format_number,
+    gradient_scale,
+    kink_hits,
+    kink_margin,
+    kink_offsets,
+    parse_ladder,
+    rounding_tolerance,
+    verdict_text,
 )
 from .finite_differences import FiniteDifferenceCheck, finite_difference_check
 
@@ -58,13 +58,13 @@ class SubgradientCertificate:
     reason: str
 
     def __str__(self) -> str:
-        lines = [f"R2 limiting-subgradient certificate: {_verdict(self.passed)}. {self.reason}"]
+        lines = [f"R2 limiting-subgradient certificate: {verdict_text(self.passed)}. {self.reason}"]
         if self.eps:
             lines.append(f"  witness {self.witness}, K = {self.K:g}: {self.neurons_shifted} "
                          f"bias shift(s), {self.neurons_rescaled} rescaling(s) for "
                          f"{self.kink_hits} kink hit(s)")
             lines.append(f"  {'eps':>9} {'||θ_ε - θ||':>13} {'||∇L(θ_ε) - G(θ)||':>20}")
-            lines += [f"  {e:9.1e} {s:13.3g} {_number(err):>20}"
+            lines += [f"  {e:9.1e} {s:13.3g} {format_number(err):>20}"
                       for e, s, err in zip(self.eps, self.steps, self.errors)]
         if self.finite_differences is not None and self.eps:
             lines.append("  at θ_ε, largest ε: " + str(self.finite_differences))
@@ -133,7 +133,7 @@ def _pattern_problem(net: Network, theta_eps: np.ndarray, X: np.ndarray, offsets
     pre-activation on its old side of every kink.
     """
     want = np.where(net.activation.right_sided, 1.0, -1.0)
-    for k, (old, new) in enumerate(zip(offsets, _kink_offsets(net, theta_eps, X)), start=1):
+    for k, (old, new) in enumerate(zip(offsets, kink_offsets(net, theta_eps, X)), start=1):
         hit = old == 0
         expected = np.where(hit, want, np.sign(old))
         bad = np.argwhere(np.sign(new) != expected)
@@ -173,11 +173,11 @@ def subgradient_certificate(net: Network, theta: ArrayLike, X: ArrayLike, Y: Arr
     if K is not None and not (isinstance(K, (int, float)) and math.isfinite(K) and K > 1):
         raise ValueError(f"K must be a finite number > 1, got {K!r}")
     if eps_values is not None:
-        eps_values = _ladder(eps_values, "eps_values", descending=True)
-    theta, X, Y, weight = _problem(net, theta, X, Y, sample_weight, np.float64)
+        eps_values = parse_ladder(eps_values, "eps_values", descending=True)
+    theta, X, Y, weight = checked_problem(net, theta, X, Y, sample_weight, np.float64)
     G = net.gradient(theta, X, Y, weight)
-    offsets = _kink_offsets(net, theta, X)
-    hits = _hits(offsets)
+    offsets = kink_offsets(net, theta, X)
+    hits = kink_hits(offsets)
 
     def result(passed: bool, reason: str, found: Optional[_Witness] = None) -> SubgradientCertificate:
         found = found or _Witness()
@@ -202,7 +202,7 @@ def subgradient_certificate(net: Network, theta: ArrayLike, X: ArrayLike, Y: Arr
     depth = len(offsets)
     free = [np.abs(o[o != 0]) for o in offsets]
     margin = min([float(f.min()) for f in free if f.size] + [1.0])
-    for K_try in (_K_LADDER if K is None else (float(K),)):
+    for K_try in (K_LADDER if K is None else (float(K),)):
         v = _witness_vector(net, directions, K_try)
         if eps_values is None:
             top = 0.1 * margin / K_try ** depth
@@ -211,7 +211,7 @@ def subgradient_certificate(net: Network, theta: ArrayLike, X: ArrayLike, Y: Arr
                 if not trouble or trouble[0] != "eps":
                     break
                 top /= 10
-            ladder = [top * 10.0 ** -i for i in range(_EPS_DECADES)]
+            ladder = [top * 10.0 ** -i for i in range(EPS_DECADES)]
         else:
             ladder = eps_values
         problems = [p for p in (_pattern_problem(net, theta + e * v, X, offsets, K_try, e)
@@ -227,12 +227,12 @@ def subgradient_certificate(net: Network, theta: ArrayLike, X: ArrayLike, Y: Arr
     steps = [e * float(np.linalg.norm(v)) for e in ladder]
     # against the size of the terms of G, not ||G||, which cancellation can make as small as
     # their rounding (a cross-entropy fitted to one sample: G ~ 1e-15)
-    scale = max(float(np.linalg.norm(G)), _gradient_scale(net, theta, X, Y, weight))
-    negligible = 1e3 * _rounding_tolerance(np.float64, np.array([scale]))
+    scale = max(float(np.linalg.norm(G)), gradient_scale(net, theta, X, Y, weight))
+    negligible = 1e3 * rounding_tolerance(np.float64, np.array([scale]))
     fit = [(math.log(e), math.log(err)) for e, err in zip(ladder, errors) if err > negligible]
     rate = float(np.polyfit([x for x, _ in fit], [y for _, y in fit], 1)[0]) if len(fit) >= 2 else math.inf
     theta_top = theta + ladder[0] * v
-    fd_margin = _margin(_kink_offsets(net, theta_top, X))
+    fd_margin = kink_margin(kink_offsets(net, theta_top, X))
     fd = finite_difference_check(net, theta_top, X, Y, h=min(1e-6, 1e-2 * fd_margin),
                                  sample_weight=weight)
     numbers = _Witness(direction=v, K=K_try, eps=tuple(ladder), steps=tuple(steps),
@@ -243,7 +243,7 @@ def subgradient_certificate(net: Network, theta: ArrayLike, X: ArrayLike, Y: Arr
         trend = f"||∇L(θ_ε) - G(θ)|| <= {negligible:.2g} (rounding) for ε <= {first:.2g}"
     else:
         trend = f"||∇L(θ_ε) - G(θ)|| ~ ε^{rate:.2f}"
-    if rate < _MIN_RATE:
+    if rate < MIN_RATE:
         return result(False, f"{trend}: it does not fall like ε, so ∇L(θ_ε) does not tend to "
                       "G(θ)", numbers)
     if not fd.passed:

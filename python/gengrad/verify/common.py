@@ -13,28 +13,28 @@ from ..network import Network
 DEFAULT_R = tuple(10.0 ** np.arange(1, 9))
 #: K tried in turn when the caller leaves it open: the smallest that puts every kink-hitting
 #: pre-activation on its convention's side is the best conditioned.
-_K_LADDER = (10.0, 100.0, 1000.0, 10000.0)
-_EPS_DECADES = 5
+K_LADDER = (10.0, 100.0, 1000.0, 10000.0)
+EPS_DECADES = 5
 #: below this slope ||∇L(θ_ε) - G(θ)|| is not O(ε)
-_MIN_RATE = 0.9
+MIN_RATE = 0.9
 
 
 # --- shared pieces ------------------------------------------------------------------------------
 
-def _numeric(value: ArrayLike, name: str, dtype: Optional[DTypeLike] = None) -> np.ndarray:
+def numeric_array(value: ArrayLike, name: str, dtype: Optional[DTypeLike] = None) -> np.ndarray:
     try:
         return np.asarray(value, dtype)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be an array of numbers, got {value!r:.80}") from None
 
 
-def _problem(net: Network, theta: ArrayLike, X: ArrayLike, Y: ArrayLike, sample_weight: Optional[ArrayLike],
+def checked_problem(net: Network, theta: ArrayLike, X: ArrayLike, Y: ArrayLike, sample_weight: Optional[ArrayLike],
              dtype: Optional[DTypeLike] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """theta, X, Y and the weights as arrays of one float dtype (theta's unless ``dtype`` is
     given; integer theta counts as float64); integer class labels in Y stay labels."""
     if not isinstance(net, Network):
         raise TypeError(f"net must be a gengrad.Network, got {type(net).__name__}")
-    theta = _numeric(theta, "theta")
+    theta = numeric_array(theta, "theta")
     if theta.dtype.kind in "iub":
         theta = theta.astype(np.float64)
     dtype = np.dtype(dtype or theta.dtype)
@@ -43,60 +43,60 @@ def _problem(net: Network, theta: ArrayLike, X: ArrayLike, Y: ArrayLike, sample_
     if theta.shape != (net.dim,):
         raise ValueError(f"theta must have shape ({net.dim},) for widths {net.widths}, "
                          f"got {theta.shape}")
-    Y = _numeric(Y, "Y")
-    Y = Y if Y.dtype.kind in "iu" else _numeric(Y, "Y", dtype)
-    weight = None if sample_weight is None else _numeric(sample_weight, "sample_weight", dtype)
-    return theta.astype(dtype), _numeric(X, "X", dtype), Y, weight
+    Y = numeric_array(Y, "Y")
+    Y = Y if Y.dtype.kind in "iu" else numeric_array(Y, "Y", dtype)
+    weight = None if sample_weight is None else numeric_array(sample_weight, "sample_weight", dtype)
+    return theta.astype(dtype), numeric_array(X, "X", dtype), Y, weight
 
 
-def _ladder(values: ArrayLike, name: str, descending: bool) -> list[float]:
+def parse_ladder(values: ArrayLike, name: str, descending: bool) -> list[float]:
     """A sorted list of positive finite numbers."""
-    values = _numeric(values, name, np.float64).ravel()
+    values = numeric_array(values, name, np.float64).ravel()
     if not values.size or not np.all(np.isfinite(values) & (values > 0)):
         raise ValueError(f"{name} must be positive finite numbers, got {values.tolist()!r}")
     return sorted(values.tolist(), reverse=descending)
 
 
-def _sibling(net: Network, convention: activations.Convention = None, backend: Optional[str] = None) -> Network:
+def sibling_network(net: Network, convention: activations.Convention = None, backend: Optional[str] = None) -> Network:
     """The same network with another convention or backend."""
     act = net.activation if convention is None else net.activation.with_convention(convention)
     return Network(net.widths, act, loss=net.loss, backend=backend or net.backend)
 
 
-def _kink_offsets(net: Network, theta: np.ndarray, X: np.ndarray) -> list[np.ndarray]:
+def kink_offsets(net: Network, theta: np.ndarray, X: np.ndarray) -> list[np.ndarray]:
     """Per hidden layer, z^k - κ_i for every sample, neuron and kink: shape (M, l_k, kinks)."""
     kinks = np.asarray(net.activation.kinks, dtype=theta.dtype)
     return [z[:, :, None] - kinks for z in net.pre_activations(theta, X)[:-1]]
 
 
-def _smallest_nonzero_distance(offsets: Sequence[np.ndarray]) -> float:
+def smallest_nonzero_distance(offsets: Sequence[np.ndarray]) -> float:
     """The smallest nonzero |z - κ| over hidden pre-activations and kinks (inf if none)."""
     distances = [np.abs(o[o != 0]) for o in offsets]
     distances = [d for d in distances if d.size]
     return float(min(d.min() for d in distances)) if distances else math.inf
 
 
-def _margin(offsets: Sequence[np.ndarray]) -> float:
+def kink_margin(offsets: Sequence[np.ndarray]) -> float:
     """The distance of the nearest hidden pre-activation to a kink (0 at a hit; inf if none)."""
     values = [np.abs(o).min() for o in offsets if o.size]
     return float(min(values)) if values else math.inf
 
 
-def _sides(offsets: Sequence[np.ndarray]) -> list[np.ndarray]:
+def kink_sides(offsets: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [np.sign(o) for o in offsets]
 
 
-def _hits(offsets: Sequence[np.ndarray]) -> int:
+def kink_hits(offsets: Sequence[np.ndarray]) -> int:
     """(sample, neuron) pairs whose pre-activation is exactly at a kink."""
     return int(sum(np.count_nonzero((o == 0).any(axis=2)) for o in offsets))
 
 
-def _rounding_tolerance(dtype: DTypeLike, G: np.ndarray) -> float:
+def rounding_tolerance(dtype: DTypeLike, G: np.ndarray) -> float:
     """Differences this small are summation-order rounding, not mathematics."""
     return float(64 * np.finfo(dtype).eps * max(float(np.linalg.norm(G)), np.finfo(dtype).tiny))
 
 
-def _gradient_scale(net: Network, theta: np.ndarray, X: np.ndarray, Y: np.ndarray,
+def gradient_scale(net: Network, theta: np.ndarray, X: np.ndarray, Y: np.ndarray,
                     weight: Optional[np.ndarray]) -> float:
     """The size of G's rounding error: the loss derivative (softmax − y, or 2(z − y)) is computed
     with an error of about eps times its terms' size (≤ 1 for cross-entropy, |z| + |y| for the
@@ -111,9 +111,9 @@ def _gradient_scale(net: Network, theta: np.ndarray, X: np.ndarray, Y: np.ndarra
     return float(np.linalg.norm(unit)) * size
 
 
-def _number(x: float) -> str:
+def format_number(x: float) -> str:
     return "0" if x == 0 else f"{x:.3g}"
 
 
-def _verdict(passed: bool) -> str:
+def verdict_text(passed: bool) -> str:
     return "passed" if passed else "FAILED"

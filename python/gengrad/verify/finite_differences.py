@@ -10,7 +10,7 @@ from numpy.typing import ArrayLike
 
 from ..network import Network
 from .command import rounding_scales
-from .common import _hits, _kink_offsets, _margin, _problem, _sides, _verdict
+from .common import checked_problem, kink_hits, kink_margin, kink_offsets, kink_sides, verdict_text
 
 # --- R3: finite differences where the risk is C¹ ------------------------------------------------
 
@@ -37,7 +37,7 @@ class FiniteDifferenceCheck:
     reason: str
 
     def __str__(self) -> str:
-        verdict = _verdict(self.passed) if self.applicable else "not applicable"
+        verdict = verdict_text(self.passed) if self.applicable else "not applicable"
         return f"R3 finite differences: {verdict}. {self.reason}"
 
 
@@ -53,14 +53,14 @@ def finite_difference_check(net: Network, theta: ArrayLike, X: ArrayLike, Y: Arr
     the cross-entropy of a confident output is a difference of two numbers of size |z^L|, and
     an output can cancel to 0).
     """
-    theta, X, Y, weight = _problem(net, theta, X, Y, sample_weight, np.float64)
+    theta, X, Y, weight = checked_problem(net, theta, X, Y, sample_weight, np.float64)
     if not (isinstance(h, (int, float)) and math.isfinite(h) and h > 0):
         raise ValueError(f"h must be a positive finite number, got {h!r}")
     if isinstance(max_coordinates, bool) or not isinstance(max_coordinates, int) \
             or max_coordinates < 1:
         raise ValueError(f"max_coordinates must be a positive integer, got {max_coordinates!r}")
-    offsets = _kink_offsets(net, theta, X)
-    margin, hits = _margin(offsets), _hits(offsets)
+    offsets = kink_offsets(net, theta, X)
+    margin, hits = kink_margin(offsets), kink_hits(offsets)
     if hits:
         return FiniteDifferenceCheck(
             h, 0, net.dim, math.nan, margin, hits, 0, False, True,
@@ -99,13 +99,13 @@ def finite_difference_check(net: Network, theta: ArrayLike, X: ArrayLike, Y: Arr
     resolution = 100 * np.finfo(np.float64).eps * terms / h
     tolerance = rtol * scale + resolution
 
-    sides = _sides(offsets)
+    sides = kink_sides(offsets)
     crossing = []
     for far in np.flatnonzero(difference > tolerance):
         step[coords[far]] = h
         for moved in (theta + step, theta - step):
             if any(not np.array_equal(a, b)
-                   for a, b in zip(_sides(_kink_offsets(net, moved, X)), sides)):
+                   for a, b in zip(kink_sides(kink_offsets(net, moved, X)), sides)):
                 crossing.append(far)
                 break
         step[coords[far]] = 0.0

@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..network import Network
-from .common import _number, _problem, _sibling, _verdict
+from .common import checked_problem, format_number, sibling_network, verdict_text
 
 # --- kink statistics ----------------------------------------------------------------------------
 
@@ -28,11 +28,11 @@ class KinkStatistics:
     reason: str
 
     def __str__(self) -> str:
-        return (f"kink statistics: {_verdict(self.passed)}. {self.reason}\n"
+        return (f"kink statistics: {verdict_text(self.passed)}. {self.reason}\n"
                 f"  exact hits per hidden layer: float64 {list(self.counts64)}, "
                 f"float32 {list(self.counts32)}\n"
-                f"  ||G_left - G_right||: float64 {_number(self.convention_gap64)}, float32 "
-                f"{_number(self.convention_gap32)}; ||G32 - G64|| / ||G64|| = "
+                f"  ||G_left - G_right||: float64 {format_number(self.convention_gap64)}, float32 "
+                f"{format_number(self.convention_gap32)}; ||G32 - G64|| / ||G64|| = "
                 f"{self.float32_vs_float64:.3g}")
 
 
@@ -47,14 +47,14 @@ def kink_statistics(net: Network, theta: ArrayLike, X: ArrayLike, Y: ArrayLike,
     gaps: dict[type[np.floating[Any]], float] = {}
     grads: dict[type[np.floating[Any]], np.ndarray] = {}
     for dtype in (np.float32, np.float64):
-        t, x, y, w = _problem(net, theta, X, Y, sample_weight, dtype)
+        t, x, y, w = checked_problem(net, theta, X, Y, sample_weight, dtype)
         # the reference backend computes in float64 only
-        base = net if dtype == np.float64 else _sibling(net, backend="cpp")
+        base = net if dtype == np.float64 else sibling_network(net, backend="cpp")
         counts[dtype] = tuple(int(c) for c in base.kink_counts(t, x))
         grads[dtype] = base.gradient(t, x, y, w)
         if net.activation.kinks:
-            left = _sibling(base, "left").gradient(t, x, y, w)
-            right = _sibling(base, "right").gradient(t, x, y, w)
+            left = sibling_network(base, "left").gradient(t, x, y, w)
+            right = sibling_network(base, "right").gradient(t, x, y, w)
             gaps[dtype] = float(np.linalg.norm(left.astype(np.float64) - right))
         else:
             gaps[dtype] = 0.0
@@ -69,7 +69,7 @@ def kink_statistics(net: Network, theta: ArrayLike, X: ArrayLike, Y: ArrayLike,
         passed = True
         hit64, hit32 = sum(counts[np.float64]), sum(counts[np.float32])
         reason = (f"{hit64} exact kink hit(s) in float64, {hit32} in float32; the one-sided "
-                  f"convention changes G by {_number(gaps[np.float64])} (float64)")
+                  f"convention changes G by {format_number(gaps[np.float64])} (float64)")
         if not hit64:
             reason += " (0, as it must without hits)"
     return KinkStatistics(counts[np.float32], counts[np.float64], gaps[np.float32],
