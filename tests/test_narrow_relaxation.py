@@ -14,7 +14,7 @@ pytest.importorskip("scipy")
 import gengrad  # noqa: E402
 from gengrad import narrow  # noqa: E402
 from gengrad.cli import main  # noqa: E402
-from gengrad.narrow import irregular, relaxation  # noqa: E402
+from gengrad.narrow import relaxation, stokes  # noqa: E402
 
 ACTIVATIONS = tuple(narrow.CONSTRUCTIONS)
 
@@ -69,19 +69,19 @@ def test_stokes_multipliers_give_the_verdict_and_the_controls_come_out_abelian(a
     a, c = analyses[activation, False], analyses[activation, True]
     assert not a.splits and c.splits
     assert a.infinity.rank == 2 and c.infinity.rank == 2
-    margins = [abs(m) / b for m, b in zip(a.stokes.multipliers, a.stokes.bounds)]
+    margins = [abs(p) / b for p, b in zip(a.stokes.products, a.stokes.product_bounds)]
     assert a.verdict == "not solvable" and min(margins) > 1e6
     assert c.verdict == "abelian" and max(abs(m) for m in c.stokes.multipliers) <= 1e-12
     # the loop around ∞ read through the Stokes data equals the loop around the regular point 0
-    assert a.identity <= 1e-9 and c.identity <= 1e-9
+    assert a.stokes.identity <= 1e-9 and c.stokes.identity <= 1e-9 and a.reason == c.reason == ""
 
 
 def test_the_monodromy_identity_fails_for_wrong_multipliers(analyses):
     a = analyses["gelu", False]
     zeroed = dataclasses.replace(a.stokes, multipliers=(0j, 0j, 0j, 0j))
-    assert irregular.monodromy_identity(a.relaxation.coefficients, zeroed) > 1e-2
+    assert stokes.monodromy_identity(a.relaxation.coefficients, zeroed) > 1e-2
     swapped = dataclasses.replace(a.stokes, multipliers=a.stokes.multipliers[1:] + a.stokes.multipliers[:1])
-    assert irregular.monodromy_identity(a.relaxation.coefficients, swapped) > 1e-4
+    assert stokes.monodromy_identity(a.relaxation.coefficients, swapped) > 1e-4
 
 
 def test_a_perturbed_control_gets_nonzero_stokes_multipliers(analyses):
@@ -89,15 +89,15 @@ def test_a_perturbed_control_gets_nonzero_stokes_multipliers(analyses):
     non-symmetric no longer splits."""
     coefficients = [A.copy() for A in analyses["softplus", True].relaxation.coefficients]
     coefficients[1][0, 1] += mpmath.mpf("0.01")
-    stokes = narrow.stokes_data(coefficients)
-    assert irregular.stokes_verdict(stokes) != "abelian"
-    assert irregular.monodromy_identity(coefficients, stokes) <= 1e-9
+    data = narrow.stokes_data(coefficients)
+    assert stokes.stokes_verdict(data) != "abelian"
+    assert stokes.monodromy_identity(coefficients, data) <= 1e-9
 
 
 def test_stokes_multipliers_are_stable_across_radius_terms_and_tolerance(analyses):
     for activation in ("sigmoid", "silu"):
         a = analyses[activation, False]
-        other = narrow.stokes_data(a.relaxation.coefficients, dominance=30.0, terms=20, rtol=1e-11)
+        other = narrow.stokes_data(a.relaxation.coefficients, dominance=30.0, terms=30, rtol=1e-11)
         scale = max(abs(m) for m in a.stokes.multipliers)
         assert max(abs(x - y) for x, y in zip(a.stokes.multipliers, other.multipliers)) <= 1e-8 * scale
 
@@ -136,18 +136,65 @@ def test_a_bad_activation_is_named():
         narrow.relaxation_model("relu")
 
 
-@pytest.mark.parametrize("a", (0.3, 1.1, -1.5, -2.5))
-def test_stokes_multipliers_of_the_weber_equation_match_the_classical_formula(a):
-    """An oracle independent of the constructions: y'' = (z²/4 + a) y, as n = (y, y'/z), is
-    dn/dz = (A₋₁/z + A₁z) n. With ν = −a − ½ the product of adjacent Stokes multipliers (free of
-    the basis' normalisation) is 2π/|Γ(−ν)Γ(ν + 1)| = 2|sin πν|; for integer ν ≥ 0 (Hermite
-    functions, Liouvillian) the multipliers of one parity vanish and the group is reducible."""
-    coefficients = [mpmath.matrix([[0, 0], [a, -1]]), mpmath.zeros(2, 2), mpmath.matrix([[0, 1], [0.25, 0]])]
-    stokes = narrow.stokes_data(coefficients)
-    c = stokes.multipliers
+def _weber(a):
+    """y'' = (z²/4 + a) y as n = (y, y'/z): dn/dz = (A₋₁/z + A₁z) n."""
+    return [mpmath.matrix([[0, 0], [a, -1]]), mpmath.zeros(2, 2), mpmath.matrix([[0, 1], [0.25, 0]])]
+
+
+@pytest.mark.parametrize("a", (0.3, 1.1, 20.3, -1.5, -2.5, -20.5))
+def test_stokes_products_of_the_weber_equation_match_the_classical_formula(a):
+    """An oracle independent of the constructions. With ν = −a − ½ the product of neighbouring
+    Stokes multipliers (free of the basis' normalisation) is 2π/|Γ(−ν)Γ(ν + 1)| = 2|sin πν|;
+    for integer ν ≥ 0 (Hermite functions, Liouvillian) one parity vanishes: reducible. a = 20.3
+    has exponents ρ = −20.8, 19.8 and multipliers 1e-18 and 1e18 apart."""
+    data = narrow.stokes_data(_weber(a))
     nu = -a - 0.5
     expected = 2 * abs(np.sin(np.pi * nu))
-    for k in range(4):
-        assert abs(abs(c[k] * c[(k + 1) % 4]) - expected) <= 1e-8 * max(1.0, abs(c[k] * c[(k + 1) % 4]))
-    verdict = irregular.stokes_verdict(stokes)
-    assert verdict == ("reducible" if float(nu).is_integer() and nu >= 0 else "not solvable")
+    for p in data.products:
+        assert abs(abs(p) - expected) <= 1e-7 * max(1.0, abs(p))
+    assert stokes.stokes_verdict(data) == ("reducible" if float(nu).is_integer() and nu >= 0 else "not solvable")
+
+
+def test_the_verdict_does_not_depend_on_how_the_variable_is_scaled(analyses):
+    """z = sζ turns A₋₁, A₀, A₁ into A₋₁, sA₀, s²A₁: the same equation, other multipliers (the
+    formal basis scales), the same products and verdict."""
+    A_residue, A0, A1 = analyses["softplus", False].relaxation.coefficients
+    reference_products = np.array(analyses["softplus", False].stokes.products)
+    for s in (0.1, 30.0, 100.0):
+        data = narrow.stokes_data([A_residue, A0 * s, A1 * s * s])
+        assert stokes.stokes_verdict(data) == "not solvable"
+        np.testing.assert_allclose(np.abs(data.products), np.abs(reference_products), rtol=1e-7)
+
+
+def test_a_poor_start_is_corrected_and_never_reads_as_abelian(analyses):
+    coefficients = analyses["silu", False].relaxation.coefficients
+    for dominance in (0.5, 2.0):
+        assert stokes.stokes_verdict(narrow.stokes_data(coefficients, dominance=dominance)) == "not solvable"
+
+
+def test_nearly_equal_exponential_factors_fail_cleanly():
+    near = [mpmath.zeros(2, 2), mpmath.zeros(2, 2), mpmath.matrix([[0.02, 0.001], [0, 0.02 + 1e-6]])]
+    with pytest.raises((ArithmeticError, ValueError)):
+        narrow.stokes_data(near)
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda: narrow.stokes_data([np.eye(2)] * 2), TypeError, "three 2x2 matrices"),
+    (lambda: narrow.stokes_data([np.eye(3)] * 3), ValueError, r"coefficients\[0\] must be 2x2"),
+    (lambda: narrow.stokes_data([np.eye(2), np.eye(2), [[np.nan, 0], [0, 1]]]), ValueError, "finite"),
+    (lambda: narrow.stokes_data(_weber(0.3), dominance=0), ValueError, "dominance"),
+    (lambda: narrow.stokes_data(_weber(0.3), terms=2.5), ValueError, "terms"),
+    (lambda: narrow.stokes_data(_weber(0.3), rtol=1.0), ValueError, "rtol"),
+    (lambda: narrow.formal_solution(_weber(0.3), 2, 10), ValueError, "j must be 0 or 1"),
+    (lambda: narrow.formal_solution(_weber(0.3), 0, -1), ValueError, "terms"),
+    (lambda: narrow.relaxation_model("silu", control="no"), TypeError, "control must be True or False"),
+    (lambda: narrow.report_relaxation("silu", out=None), TypeError, "out must be a function"),
+])
+def test_bad_arguments_are_named(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
+
+
+def test_numpy_coefficients_are_accepted():
+    data = narrow.stokes_data([np.array([[0.0, 0.0], [0.3, -1.0]]), np.zeros((2, 2)), [[0, 1], [0.25, 0]]])
+    assert stokes.stokes_verdict(data) == "not solvable"

@@ -81,7 +81,7 @@ def narrow(args: argparse.Namespace) -> int:
                 raise ValueError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to tanh and "
                                  f"identity only; {args.activation} takes the "
                                  f"{park.CONSTRUCTIONS[args.activation]} construction")
-            park.report_relaxation(args.activation, control=not args.no_contrasts)
+            park.report_relaxation(args.activation, controls=not args.no_contrasts)
         else:
             digits = 30 if args.digits is None else args.digits
             park.report(args.architecture or "biased", args.activation, args.target or "1",

@@ -11,8 +11,8 @@ four-parameter network and the normal variational equation (NVE) along it:
   ``pipeline`` (the report of `gengrad narrow`, with the contrasts);
 - σ that are not odd (softplus, sigmoid, SiLU, GELU): ``relaxation`` (invariant planes on which
   the flow relaxes linearly, σ through its Taylor germ), ``irregular`` (formal invariants and
-  Stokes multipliers at the NVE's irregular point ∞, and the verdict they give),
-  ``relaxation_checks`` and ``relaxation_report``.
+  formal solutions at the NVE's irregular point ∞), ``stokes`` (the Stokes multipliers and the
+  verdict they give), ``relaxation_checks`` and ``relaxation_report``.
 
 Every verdict is numerical evidence with error bounds, not a proof; docs/narrow.md states the
 assumptions (A1-A5), what each verdict excludes, the checks and what they measured.
@@ -37,11 +37,12 @@ from .derivation import (
 )
 from .group import GroupEvidence, MatrixLike, Quantity, analyse_group, classify
 from .hypergeometric import GaussForm, KimuraResult, gauss_form, kimura, scalar_equation
-from .irregular import FormalInvariants, FormalSolution, StokesData, formal_invariants, formal_solution, stokes_data
+from .irregular import FormalInvariants, FormalSolution, formal_invariants, formal_solution
 from .pipeline import CONTRASTS, Analysis, Summary, analyse, report
 from .relaxation import CONSTRUCTIONS, Germ, Relaxation, germ, relaxation_model, splits
 from .relaxation_checks import RelaxationCheck, check_relaxation
 from .relaxation_report import RelaxationAnalysis, analyse_relaxation, report_relaxation
+from .stokes import StokesData, monodromy_identity, stokes_data, stokes_verdict
 
 __all__ = [
     "FlowCheck", "check_against_gengrad", "check_flow", "ACTIVATIONS", "ARCHITECTURES", "N1", "N2",
@@ -49,7 +50,7 @@ __all__ = [
     "model", "GroupEvidence", "MatrixLike", "Quantity", "analyse_group", "classify", "GaussForm",
     "KimuraResult", "gauss_form", "kimura", "scalar_equation", "Loop", "Monodromy", "monodromy", "CONTRASTS",
     "Analysis", "Summary", "analyse", "report", "FormalInvariants", "FormalSolution", "StokesData",
-    "formal_invariants", "formal_solution", "stokes_data", "CONSTRUCTIONS", "Germ", "Relaxation", "germ",
-    "relaxation_model", "splits", "RelaxationCheck", "check_relaxation", "RelaxationAnalysis", "analyse_relaxation",
-    "report_relaxation",
+    "formal_invariants", "formal_solution", "stokes_data", "stokes_verdict", "monodromy_identity", "CONSTRUCTIONS",
+    "Germ", "Relaxation", "germ", "relaxation_model", "splits", "RelaxationCheck", "check_relaxation",
+    "RelaxationAnalysis", "analyse_relaxation", "report_relaxation",
 ]

@@ -81,8 +81,8 @@ def model(architecture: str = "biased", activation: str = "tanh", target: Target
     if not isinstance(architecture, str) or architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {architecture!r}")
     if not isinstance(activation, str) or activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)} (odd; softplus, sigmoid, silu and "
-                         f"gelu go through narrow.relaxation), got {activation!r}")
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)} for the odd construction "
+                         f"(softplus, sigmoid, silu and gelu take narrow.relaxation_model), got {activation!r}")
     return Model(architecture, activation, rational_target(target))
 
 

@@ -141,6 +141,8 @@ def relaxation_model(activation: str, control: bool = False) -> Relaxation:
     if not isinstance(activation, str) or activation not in CONSTRUCTIONS:
         raise ValueError(f"activation must be one of {', '.join(CONSTRUCTIONS)} for this construction, "
                          f"got {activation!r}")
+    if not isinstance(control, bool):
+        raise TypeError(f"control must be True or False, got {control!r}")
     construction = CONSTRUCTIONS[activation]
     g = germ(activation, construction)
     if construction == "width2":

@@ -45,6 +45,10 @@ def check_relaxation(r: Relaxation, points: tuple[float, ...] = (1.0, 0.6, 0.2),
                      t_end: float = 2.0) -> RelaxationCheck:
     from scipy.integrate import solve_ivp
 
+    if not (isinstance(step, float) and 0 < step < 1e-1):
+        raise ValueError(f"step must be a float in (0, 0.1), got {step!r}")
+    if not (isinstance(t_end, (int, float)) and 0 < t_end <= 100):
+        raise ValueError(f"t_end must be a number in (0, 100], got {t_end!r}")
     gradient = _gengrad(r)
     kappa = float(r.numeric(r.kappa))
     velocity = [np.array([float(r.numeric(r.curve[p].diff("z")).subs("z", z)) for p in r.params]) for z in points]
