@@ -169,8 +169,8 @@ def stokes_verdict(stokes: StokesData, nonzero_margin: float = 1e3, zero_margin:
     an even and an odd ray are both nonzero and G holds a lower and an upper unipotent group,
     hence SL2. "reducible": every p_k is within zero_margin bounds of 0 (the multipliers of one
     parity vanish: G is triangular); "abelian" if moreover every c_k is, with a bound below
-    ZERO_BOUND (in the basis of unit eigenvectors of A₁). "undecided" otherwise, and whenever the trace identity misses by more
-    than IDENTITY_TOLERANCE."""
+    ZERO_BOUND (in the basis of unit eigenvectors of A₁). "undecided" otherwise, and whenever
+    the trace identity misses by more than IDENTITY_TOLERANCE."""
     if not nonzero_margin > zero_margin > 0:
         raise ValueError(f"need nonzero_margin > zero_margin > 0, got {nonzero_margin} and {zero_margin}")
     if not stokes.identity <= IDENTITY_TOLERANCE:
