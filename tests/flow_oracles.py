@@ -78,7 +78,7 @@ class Replayed(Pattern):
         self.pieces = pieces
         self.alphas = np.zeros(0)
 
-    def apply(self, event: gengrad.flow.Event) -> None:
+    def apply(self, event: gengrad.gradient_flow.Event) -> None:
         k, m, j = event.layer - 1, event.sample, event.neuron
         if event.kind == "sliding-start":
             self.pieces[k][m, j] = event.kink

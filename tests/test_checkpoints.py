@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import gengrad
-from gengrad.train import train
+from gengrad.training import train
 
 
 def problem(activation="relu", convention=None, seed=0):

@@ -7,7 +7,7 @@ import pytest
 
 import gengrad
 from gengrad import datasets
-from gengrad.train import OPTIMIZERS, accuracy, train
+from gengrad.training import OPTIMIZERS, accuracy, train
 
 
 def problem(M=40, loss="squared_error", seed=0):

@@ -9,11 +9,11 @@ from typing import Any
 
 from . import _core, activations, cuda, datasets, jobs, reference, sweeps, threads
 from .ensemble import Ensemble
-from .flow import FlowResult, flow
+from .gradient_flow import FlowResult, flow
 from .network import Network
 from .sweeps import sweep
 from .threads import get_num_threads, set_num_threads
-from .train import TrainResult, train
+from .training import TrainResult, train
 
 __version__ = "0.1.0"
 threads.register_with_threadpoolctl()

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Optional, Union
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .flow import FlowResult
-    from .train import TrainResult
+    from .gradient_flow import FlowResult
+    from .training import TrainResult
 
 from .files import writable_folder, write_atomically
 

@@ -1,0 +1,6 @@
+"""python -m gengrad.cli: the gengrad command."""
+import sys
+
+from . import main
+
+sys.exit(main())
