@@ -155,7 +155,7 @@ def relu6() -> Activation:
 
 
 def abs() -> Activation:  # noqa: A001 - the activation's name
-    """|z|; abs'(0) = +1 by default (JAX's value; -1 selectable; PyTorch's 0 is not allowed)."""
+    """The absolute value; abs'(0) = +1 by default (JAX's value; -1 selectable; PyTorch's 0 is not allowed)."""
     return _piecewise("abs", (), (0.0,), (-1.0, 1.0), 0.0, (True,))
 
 

@@ -180,7 +180,7 @@ def flow(net: Union[Network, Ensemble], theta0: ArrayLike, X: ArrayLike, Y: Arra
         or one per network, as for ``Ensemble.risk``.
     t_end : the final time (0: the initial state).
     rtol, atol : the local error tolerances of the Runge-Kutta method (per component,
-        atol + rtol |theta_i|).
+        atol + rtol·abs(theta_i)).
     t_eval : non-decreasing times in [0, t_end] at which to report theta and the risk.
     dense_output : keep the interpolants so that ``result.sol(t)`` gives theta anywhere.
     save_steps : keep the state at every step (False saves memory on long flows).

@@ -265,6 +265,8 @@ def train(model: Model, theta0: ArrayLike, X: ArrayLike, Y: ArrayLike, optimizer
           callback: Optional[Callable[[int, np.ndarray], None]] = None) -> TrainResult:
     """Minimises the risk of ``model`` from ``theta0`` with the generalized gradient.
 
+    Parameters
+    ----------
     optimizer : "gd" (full batch, batch_size must be None), "sgd", "momentum" (heavy ball,
         ``momentum``) or "adam" (``betas``, ``eps``).
     epochs : the total number of epochs (a resumed run continues up to it).
@@ -277,7 +279,10 @@ def train(model: Model, theta0: ArrayLike, X: ArrayLike, Y: ArrayLike, optimizer
     progress : show progress (default: when stderr is a terminal).
     callback : called as callback(epoch, theta) after every epoch.
 
-    Raises FloatingPointError when theta overflows (the run diverged), naming the epoch and step.
+    Raises
+    ------
+    FloatingPointError
+        When theta overflows (the run diverged), naming the epoch and step.
     """
     if not callable(getattr(model, "risk_and_gradient", None)):
         raise TypeError("model must have a risk_and_gradient(theta, X, Y, sample_weight) method "

@@ -131,7 +131,7 @@ def _multipliers(coefficients: list[mpmath.matrix], formal: Sequence[FormalSolut
 def stokes_data(coefficients: Sequence[object], dominance: float = 40.0, terms: int = 60,
                 rtol: float = 1e-12) -> StokesData:
     """The four Stokes multipliers at ∞ and their neighbour products, with bounds (StokesData).
-    ``dominance``: |λ₁ − λ₂|R²/2 at the first start radius tried; ``terms``: of the formal
+    ``dominance``: abs(λ₁ − λ₂) R²/2 at the first start radius tried; ``terms``: of the formal
     series; ``rtol``: DOP853's tolerance. Raises ArithmeticError when it cannot reach the
     accuracy it needs (the verdict is then "undecided")."""
     matrices = coefficient_matrices(coefficients)

@@ -22,7 +22,7 @@ class FiniteDifferenceCheck:
     one: then L need not be differentiable at θ and the check does not apply). Coordinates
     whose step ±h moves a pre-activation across a kink (``crossing``) compare two pieces of L,
     so a disagreement there says the step is too large for the margin, not that G is wrong.
-    ``max_relative_error`` is max_i |FD_i - G_i| / max_i |G_i| over the other coordinates.
+    ``max_relative_error`` is max_i abs(FD_i - G_i) / max_i abs(G_i) over the other coordinates.
     """
 
     h: float
@@ -47,10 +47,10 @@ def finite_difference_check(net: Network, theta: ArrayLike, X: ArrayLike, Y: Arr
     """G(θ) against central finite differences of the float64 risk (docs/math.md §5, R3).
 
     Checks every coordinate, or a random ``max_coordinates`` of them (seeded) when d is larger.
-    Coordinate i agrees when |FD_i - G_i| <= rtol max|G| + the rounding of the difference
+    Coordinate i agrees when abs(FD_i - G_i) <= rtol max abs(G) + the rounding of the difference
     quotient, 100 eps S / h, where S bounds the terms the risk is computed from (the risk and
-    Σ w_m s_m (1 + s_m + |y_m|), s_m the size of what z^L_m is summed from (rounding_scales):
-    the cross-entropy of a confident output is a difference of two numbers of size |z^L|, and
+    Σ w_m s_m (1 + s_m + abs(y_m)), s_m the size of what z^L_m is summed from (rounding_scales):
+    the cross-entropy of a confident output is a difference of two numbers of size abs(z^L), and
     an output can cancel to 0).
     """
     theta, X, Y, weight = checked_problem(net, theta, X, Y, sample_weight, np.float64)
