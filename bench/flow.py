@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ import numpy as np
 from run import neighbour  # bench/run.py, beside this script
 
 import gengrad
+from gengrad.files import write_atomically
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import flow_oracles  # noqa: E402  (tests/, for the problem type the oracles use)
@@ -296,13 +295,6 @@ def ensemble_timing(n=1000):
     return rows
 
 
-def write_atomically(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as f:
-        f.write(text)
-    os.replace(f.name, path)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", default=",".join(PROBLEMS), help=f"some of {', '.join(PROBLEMS)}")
@@ -314,7 +306,7 @@ def main(argv=None):
     if args.ensemble:
         results = ensemble_timing()
         if args.json:
-            write_atomically(args.json, json.dumps(results, indent=1))
+            write_atomically(args.json, lambda f: f.write(json.dumps(results, indent=1).encode()))
         return 0
     names = [n for n in args.problems.split(",") if n]
     unknown = set(names) - set(PROBLEMS)
@@ -326,7 +318,7 @@ def main(argv=None):
     rtols = RTOLS[1:3] if args.quick else RTOLS
     results = [compare(PROBLEMS[n](), args.budget, rtols, args.quick) for n in names]
     if args.json:
-        write_atomically(args.json, json.dumps(results, indent=1))
+        write_atomically(args.json, lambda f: f.write(json.dumps(results, indent=1).encode()))
     return 0
 
 

@@ -20,13 +20,13 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 
 import numpy as np
 
 import gengrad
+from gengrad.files import write_atomically
 
 CASES = [
     ((1, 16, 16, 1), 256),
@@ -370,15 +370,8 @@ def main(argv=None):
         if args.plot:
             plot_sweep(sweep, args.plot, args.dtype)
     if args.json:
-        write_atomically(args.json, json.dumps(report, indent=2))
+        write_atomically(args.json, lambda f: f.write(json.dumps(report, indent=2).encode()))
     return 0
-
-
-def write_atomically(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as f:
-        f.write(text)
-    os.replace(f.name, path)
 
 
 def plot_sweep(sweep, path, dtype):
@@ -397,10 +390,7 @@ def plot_sweep(sweep, path, dtype):
     ax.set_title(f"ReLU MLP, {dtype}, CPU")
     ax.legend()
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile(dir=directory, delete=False, suffix=os.path.splitext(path)[1]) as f:
-        fig.savefig(f.name, dpi=120)
-    os.replace(f.name, path)
+    write_atomically(path, lambda f: fig.savefig(f, format=os.path.splitext(path)[1][1:] or "png", dpi=120))
 
 
 if __name__ == "__main__":
