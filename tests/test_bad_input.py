@@ -353,7 +353,7 @@ def test_thread_counts_may_be_numpy_integers():
 
 
 def test_names_of_codes_agree_between_the_core_and_the_specification():
-    """The core defines the activation, family and loss codes (kernels.hpp); the Python modules
+    """The core defines the activation, family and loss codes (contract.hpp); the Python modules
     that name them must name the same set."""
     from gengrad import _core, activations, reference
     assert set(_core.ACTIVATION_CODES) == set(activations.SMOOTH) | {"piecewise_linear"}

@@ -1,4 +1,4 @@
-"""The thread runtime (cpp/src/parallel.cpp, gengrad.threads): counts changed from any thread at
+"""The thread runtime (cpp/cpu/parallel.cpp, gengrad.threads): counts changed from any thread at
 any time, counts out of range, fork and spawn children, threadpoolctl, and results bitwise the
 same for every count. The calls here are large enough to be split (at least 1e6 multiply-adds;
 smaller ones stay on one thread), so the pool really runs them."""

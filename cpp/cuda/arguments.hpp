@@ -12,7 +12,7 @@
 #include <memory>
 #include <string>
 #include <vector>
-#include "../src/model.hpp"
+#include "../python/model.hpp"
 #include "dlpack.h"
 #include "gengrad/activation.hpp"
 #include "launch.hpp"

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "../src/model.hpp"
+#include "../python/model.hpp"
 #include "arguments.hpp"
 #include "dlpack.h"
 #include "gengrad/activation.hpp"

@@ -15,8 +15,8 @@
 #include <utility>
 #include <vector>
 
-#include "gengrad/fused.hpp"
-#include "gengrad/layered.hpp"
+#include "fused.hpp"
+#include "layered.hpp"
 #include "launch.hpp"
 
 namespace gengrad {

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "gengrad/kernels.hpp"
+#include "gengrad/contract.hpp"
 
 namespace gengrad {
 namespace cuda {

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "flow/pattern.hpp"
-#include "gengrad/kernels.hpp"
+#include "gengrad/contract.hpp"
 
 namespace gengrad {
 namespace flow {

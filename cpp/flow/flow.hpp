@@ -36,7 +36,7 @@
 #include <string>
 #include <vector>
 
-#include "gengrad/kernels.hpp"
+#include "gengrad/contract.hpp"
 
 namespace gengrad {
 namespace flow {

@@ -1,6 +1,6 @@
 // The activation pattern along a gradient flow (flow.hpp): for every hidden unit (sample m,
 // hidden layer k, neuron j) of a piecewise-linear network, the linear piece it is on or the kink
-// it slides along. It is kept in the form the kernels read (kernels.hpp, FrozenPattern: the
+// it slides along. It is kept in the form the kernels read (contract.hpp, FrozenPattern: the
 // affine map of each unit) and as the bounds of each unit's piece, which the event scans
 // compare the pre-activations with.
 #pragma once
@@ -8,7 +8,7 @@
 #include <limits>
 #include <vector>
 
-#include "gengrad/kernels.hpp"
+#include "gengrad/contract.hpp"
 
 namespace gengrad {
 namespace flow {
@@ -21,7 +21,7 @@ struct Units {
     std::vector<int64_t> first_row;     // the row of neuron 0 of layer k (k = 1..L-1; [L] = rows)
 
     Units(const NetSpec& spec, int64_t samples) : M(samples) {
-        // ld >= M + 64 (kernels.hpp); a multiple of 8 keeps rows 64-byte aligned.
+        // ld >= M + 64 (contract.hpp); a multiple of 8 keeps rows 64-byte aligned.
         ld = (M + 64 + 7) / 8 * 8;
         first_row.assign(spec.n_layers + 1, 0);
         for (int64_t k = 1; k < spec.n_layers; ++k) {

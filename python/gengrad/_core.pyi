@@ -1,4 +1,4 @@
-# Types of the compiled extension (cpp/src/bindings.cpp, cpp/src/model.hpp). Arrays are
+# Types of the compiled extension (cpp/python/bindings.cpp, cpp/python/model.hpp). Arrays are
 # float32 or float64 (theta's dtype decides) and are checked in C++ for dtype, shape,
 # contiguity and finiteness.
 from collections.abc import Sequence
@@ -58,7 +58,7 @@ class FlowOptions(TypedDict):
     method: str
 
 class FlowRaw(TypedDict):
-    """What flow() returns (cpp/src/bindings_flow.cpp); a type-checking name only."""
+    """What flow() returns (cpp/python/bindings_flow.cpp); a type-checking name only."""
     t: NDArray[np.float64]
     theta: NDArray[np.float64]
     risk: NDArray[np.float64]

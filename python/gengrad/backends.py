@@ -151,7 +151,7 @@ def _shape_text(shape: tuple[Optional[int], ...]) -> str:
 
 
 def _checked(array: np.ndarray, name: str, shape: tuple[Optional[int], ...]) -> None:
-    """The reference's own version of the core's checks (cpp/src/model.hpp): shape and finite
+    """The reference's own version of the core's checks (cpp/python/model.hpp): shape and finite
     values, with the same wording."""
     if array.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, array.shape)):
         raise ValueError(f"{name} must have shape {_shape_text(shape)}, got {tuple(array.shape)}")

@@ -9,7 +9,7 @@ from numpy.typing import ArrayLike, DTypeLike
 from . import _core, activations, backends, cuda
 from .arguments import as_ndarray, check_widths, float_dtype, labels_or_targets, positive, seeded, typed_array, zeros
 
-# The codes and the layer limit are the core's (cpp/include/gengrad/kernels.hpp).
+# The codes and the layer limit are the core's (cpp/include/gengrad/contract.hpp).
 LOSSES: tuple[str, ...] = tuple(sorted(_core.LOSS_CODES, key=_core.LOSS_CODES.__getitem__))
 BACKENDS = ("cpp", "reference", "cuda")
 INIT_SCHEMES = ("he_uniform", "glorot_uniform", "torch")
@@ -240,7 +240,7 @@ class Network:
 
 
 def _offset(act: activations.Activation) -> float:
-    """The constant of the piecewise-linear form used by the core (kernels.hpp)."""
+    """The constant of the piecewise-linear form used by the core (contract.hpp)."""
     if not act.piecewise_linear or not act.kinks:
         return 0.0
     return act.value_at_first_kink - act.slopes[1] * act.kinks[0]

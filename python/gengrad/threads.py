@@ -1,6 +1,6 @@
 """The core's thread count, and the controller that lets threadpoolctl see and limit it.
 
-The core runs its parallel loops on its own pool of threads (cpp/src/parallel.cpp): tasks are
+The core runs its parallel loops on its own pool of threads (cpp/cpu/parallel.cpp): tasks are
 claimed one at a time and the calling thread works too, so a thread that another process keeps
 off its core delays nobody for long; every call reads the count once, so it may be changed
 from any thread at any time; a forked child makes a new pool. Results are bitwise the same for

@@ -9,7 +9,7 @@
 #include <limits>
 
 #include "gengrad/host_device.hpp"
-#include "gengrad/kernels.hpp"
+#include "gengrad/contract.hpp"
 #include "gengrad/simd.hpp"
 
 namespace gengrad {

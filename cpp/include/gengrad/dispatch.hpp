@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "gengrad/kernels.hpp"
+#include "gengrad/contract.hpp"
 
 namespace gengrad {
 

@@ -6,7 +6,7 @@
 
 #include "gengrad/host_device.hpp"
 #include "gengrad/isa_namespace.hpp"
-#include "gengrad/kernels.hpp"
+#include "gengrad/contract.hpp"
 
 namespace gengrad {
 namespace GENGRAD_ISA_NS {

@@ -1,4 +1,4 @@
-// The core's thread runtime (cpp/src/parallel.cpp): one pool of helper threads per process.
+// The core's thread runtime (cpp/cpu/parallel.cpp): one pool of helper threads per process.
 //
 // A parallel loop hands out its tasks one at a time from a shared counter, and the calling
 // thread takes tasks too; so when the cores are shared with other processes, a helper that is

@@ -1,5 +1,5 @@
 // The network on a frozen activation pattern: hidden unit j of hidden layer k of sample m has
-// its own affine activation h = slope z + intercept (kernels.hpp, FrozenPattern). This is the
+// its own affine activation h = slope z + intercept (contract.hpp, FrozenPattern). This is the
 // gradient flow's field between switching events (cpp/flow): each unit keeps the linear piece
 // it is on, continued past its kinks, so that Runge-Kutta stages that overshoot a switching
 // surface still see one polynomial field. The passes are mlp.hpp's with other epilogues; the
@@ -8,7 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "gengrad/mlp.hpp"
+#include "mlp.hpp"
 
 namespace gengrad {
 namespace GENGRAD_ISA_NS {

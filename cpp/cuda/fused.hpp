@@ -24,7 +24,7 @@
 
 #include "gengrad/activation.hpp"
 #include "gengrad/host_device.hpp"
-#include "gengrad/kernels.hpp"
+#include "gengrad/contract.hpp"
 #include "gengrad/layout.hpp"
 #include "gengrad/loss.hpp"
 

@@ -17,7 +17,7 @@
 #include <type_traits>
 
 #include "gengrad/activation.hpp"
-#include "gengrad/kernels.hpp"
+#include "gengrad/contract.hpp"
 #include "gengrad/layout.hpp"
 #include "gengrad/loss.hpp"
 #include "gengrad/parallel.hpp"

@@ -1,8 +1,8 @@
 // One kernel build: compiled once per instruction set with GENGRAD_ISA_NS naming it (see
 // CMakeLists.txt), exporting the table gengrad::kernels_<isa> that dispatch.cpp chooses from.
-#include "gengrad/kernels.hpp"
-#include "gengrad/frozen.hpp"
-#include "gengrad/mlp.hpp"
+#include "gengrad/contract.hpp"
+#include "frozen.hpp"
+#include "mlp.hpp"
 
 #define GENGRAD_CONCAT2(a, b) a##b
 #define GENGRAD_CONCAT(a, b) GENGRAD_CONCAT2(a, b)

@@ -12,7 +12,7 @@
 #pragma once
 #include <cstdint>
 
-#include "gengrad/fused.hpp"
+#include "fused.hpp"
 
 namespace gengrad {
 namespace GENGRAD_ISA_NS {
