@@ -396,51 +396,50 @@ void ensemble_risk_gradient(const NetSpec& net, const Act& act, const T* thetas,
     });
 }
 
+// The forward pass of every sample of X, block by block and chunk by chunk on the call's threads;
+// after each chunk visit(plan, m0, c0, c_end): the chunk's samples m0 + c0 .. m0 + c_end - 1 are
+// in the plan's columns c0 .. c_end - 1.
+template <class T, class Act, class Visit>
+void forward_blocks(const NetSpec& net, const Act& act, const T* theta, const T* X, int64_t M, const Visit& visit) {
+    BlockPlan<T> plan(net, M);
+    for (int64_t m0 = 0; m0 < M; m0 += plan.block) {
+        const int64_t valid = min_of(plan.block, M - m0);
+        parallel_for(plan.chunks(valid), plan.threads_for(forward_work(net, plan.ld)), [&](int64_t chunk, int worker) {
+            const int64_t c0 = chunk * plan.kChunk;
+            const int64_t c1 = min_of(c0 + plan.kChunk, round_up(valid, gemm_step<T>));
+            forward_chunk(net, Pointwise<T, Act>{act}, theta, X, m0, valid, plan, c0, c1, worker);
+            visit(plan, m0, c0, min_of(c1, valid));
+        });
+    }
+}
+
 // The pre-activations z^k of layers k = first..L for every sample, written sample-major:
 // row m of out is (z^first_m, ..., z^L_m). first = L gives the network outputs.
 template <class T, class Act>
 void pre_activations(const NetSpec& net, const Act& act, const T* theta, const T* X, int64_t M,
                      int64_t first, T* out) {
-    const int64_t L = net.n_layers;
     int64_t row = 0;
-    for (int64_t k = first; k <= L; ++k) row += net.widths[k];
-    BlockPlan<T> plan(net, M);
-    for (int64_t m0 = 0; m0 < M; m0 += plan.block) {
-        const int64_t valid = min_of(plan.block, M - m0);
-        const int64_t n_chunks = plan.chunks(valid);
-        parallel_for(n_chunks, plan.threads_for(forward_work(net, plan.ld)), [&](int64_t chunk, int worker) {
-            const int64_t c0 = chunk * plan.kChunk;
-            const int64_t c1 = min_of(c0 + plan.kChunk, round_up(valid, gemm_step<T>));
-            forward_chunk(net, Pointwise<T, Act>{act}, theta, X, m0, valid, plan, c0, c1, worker);
-            for (int64_t c = c0; c < min_of(c1, valid); ++c) {
-                T* dst = out + (m0 + c) * row;
-                for (int64_t k = first; k <= L; ++k)
-                    for (int64_t j = 0; j < net.widths[k]; ++j) *dst++ = plan.Z[k][j * plan.ld + c];
-            }
-        });
-    }
+    for (int64_t k = first; k <= net.n_layers; ++k) row += net.widths[k];
+    forward_blocks(net, act, theta, X, M, [&](const BlockPlan<T>& plan, int64_t m0, int64_t c0, int64_t c_end) {
+        for (int64_t c = c0; c < c_end; ++c) {
+            T* dst = out + (m0 + c) * row;
+            for (int64_t k = first; k <= net.n_layers; ++k)
+                for (int64_t j = 0; j < net.widths[k]; ++j) *dst++ = plan.Z[k][j * plan.ld + c];
+        }
+    });
 }
 
 template <class T, class Act>
 void kink_counts(const NetSpec& net, const Act& act, const T* theta, const T* X, int64_t M, int64_t* counts) {
-    const int64_t L = net.n_layers;
-    BlockPlan<T> plan(net, M);
-    fill(counts, L - 1, int64_t(0));
-    for (int64_t m0 = 0; m0 < M; m0 += plan.block) {
-        const int64_t valid = min_of(plan.block, M - m0);
-        const int64_t n_chunks = plan.chunks(valid);
-        parallel_for(n_chunks, plan.threads_for(forward_work(net, plan.ld)), [&](int64_t chunk, int worker) {
-            const int64_t c0 = chunk * plan.kChunk;
-            const int64_t c1 = min_of(c0 + plan.kChunk, round_up(valid, gemm_step<T>));
-            forward_chunk(net, Pointwise<T, Act>{act}, theta, X, m0, valid, plan, c0, c1, worker);
-            for (int64_t k = 1; k < L; ++k) {
-                int64_t hits = 0;
-                for (int64_t i = 0; i < net.widths[k]; ++i)
-                    for (int64_t c = c0; c < min_of(c1, valid); ++c) hits += act.is_kink(plan.Z[k][i * plan.ld + c]);
-                __atomic_fetch_add(&counts[k - 1], hits, __ATOMIC_RELAXED);
-            }
-        });
-    }
+    fill(counts, net.n_layers - 1, int64_t(0));
+    forward_blocks(net, act, theta, X, M, [&](const BlockPlan<T>& plan, int64_t, int64_t c0, int64_t c_end) {
+        for (int64_t k = 1; k < net.n_layers; ++k) {
+            int64_t hits = 0;
+            for (int64_t i = 0; i < net.widths[k]; ++i)
+                for (int64_t c = c0; c < c_end; ++c) hits += act.is_kink(plan.Z[k][i * plan.ld + c]);
+            __atomic_fetch_add(&counts[k - 1], hits, __ATOMIC_RELAXED);
+        }
+    });
 }
 
 }  // namespace GENGRAD_ISA_NS
