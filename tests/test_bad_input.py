@@ -383,3 +383,10 @@ def test_the_reference_backend_rejects_what_the_core_rejects_on_its_own(problem,
     with pytest.raises(error) as from_reference:
         reference_net.risk_and_gradient(*args)
     assert str(from_core.value).startswith(name) and str(from_reference.value) == str(from_core.value)
+
+
+def test_the_package_and_its_build_agree_on_the_version():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    from pathlib import Path
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert gengrad.__version__ == pyproject["project"]["version"]

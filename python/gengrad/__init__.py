@@ -14,10 +14,10 @@ from .network import Network
 from .sweeps import sweep
 from .threads import get_num_threads, set_num_threads
 from .training import TrainResult, train
+from .version import __version__
 
-__version__ = "0.1.0"
 threads.register_with_threadpoolctl()
-__all__ = ["Network", "Ensemble", "activations", "reference", "sweep", "sweeps", "jobs", "cuda",
+__all__ = ["__version__", "Network", "Ensemble", "activations", "reference", "sweep", "sweeps", "jobs", "cuda",
            "build_info", "set_num_threads", "get_num_threads", "select_isa", "workspace_bytes",
            "flow", "FlowResult", "train", "TrainResult", "datasets", "threads"]
 

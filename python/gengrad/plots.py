@@ -2,6 +2,7 @@
 (matplotlib: the `plot` extra), written atomically (gengrad.files)."""
 from __future__ import annotations
 
+import math
 import os
 from types import ModuleType
 from typing import TYPE_CHECKING, Optional, Union
@@ -11,6 +12,7 @@ if TYPE_CHECKING:
 
     from .gradient_flow import FlowResult
     from .training import TrainResult
+    from .verify.approximation import ApproximationStudy
 
 from .files import writable_folder, write_atomically
 
@@ -102,3 +104,28 @@ def flow_trajectories(result: FlowResult, path: PathLike) -> None:
     fig.tight_layout()
     save(fig, path)
     plt.close(fig)
+
+
+def approximation_study(study: ApproximationStudy, path: PathLike) -> None:
+    """Draw ||∇L_r - G|| against r (log-log), one line per family, to ``path`` (written
+    atomically; the format follows the extension). Exact zeros are drawn on the bottom edge."""
+    plt = pyplot()
+    positive = [e for errs in study.errors.values() for e in errs if e > 0]
+    floor = min(positive) / 10 if positive else 1e-16
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for family, errs in study.errors.items():
+        style = "-o" if family in study.admissible else "--s"
+        label = family + ("" if family in study.admissible else " (not admissible)")
+        ax.loglog(study.r_values, [max(e, floor) for e in errs], style, label=label, ms=4)
+    if math.isfinite(study.r_star) and study.r_star > 0:
+        ax.axvline(study.r_star, color="gray", lw=0.8, ls=":")
+        ax.text(study.r_star, floor, " r* = 1/gap", color="gray", va="bottom")
+    ax.set_xlabel("r")
+    ax.set_ylabel("||∇L_r(θ) − G(θ)||   (0 drawn at the bottom edge)")
+    ax.set_title("R1: gradients of the approximant networks against G")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    try:
+        save(fig, path)
+    finally:
+        plt.close(fig)

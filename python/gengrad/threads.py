@@ -13,6 +13,7 @@ from numbers import Integral
 from typing import Iterator
 
 from . import _core
+from .version import __version__
 
 MAX_THREADS: int = _core.MAX_THREADS
 """The most threads set_num_threads and the environment variable GENGRAD_NUM_THREADS accept."""
@@ -79,7 +80,6 @@ def register_with_threadpoolctl() -> bool:
             self.dynlib.gengrad_set_num_threads(int(num_threads))
 
         def get_version(self) -> str:
-            from . import __version__
             return __version__
 
     threadpoolctl.register(GengradController)

@@ -3,6 +3,7 @@ its parser."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import NoReturn, Optional, Sequence
 
@@ -37,6 +38,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         status: int = args.run(args)
+    except BrokenPipeError:
+        # the reader went away (gengrad info | head -1): stop quietly, as command-line tools do;
+        # stdout goes to /dev/null so that Python's flush at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (ImportError, ValueError, TypeError, OSError, FloatingPointError) as error:
         # bad arguments, missing extras, unreadable files, a diverged run: one line, no traceback
         print(_one_line(args.command, error), file=sys.stderr)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from .. import __version__, build_info
+from .. import build_info
+from ..version import __version__
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

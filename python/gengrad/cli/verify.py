@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
+from typing import Optional
 
 import numpy as np
 
-from .. import plots, verify
+from .. import activations, plots, verify
 from ..network import LOSSES, Network
 
 
@@ -33,7 +34,7 @@ def verify_command(args: argparse.Namespace) -> int:
     """Run gengrad.verify on the chosen network and print the report; exit status 0 when every
     check passes, 1 when one fails, 2 for bad arguments (main prints those)."""
     widths = tuple(int(w) for w in args.widths.split(","))
-    net = Network(widths, args.activation, verify.parse_convention(args.convention), loss=args.loss)
+    net = Network(widths, args.activation, parse_convention(args.convention), loss=args.loss)
     theta, X, Y = verify.example_problem(net, args.data, args.samples, args.seed, args.dtype)
     if args.theta:
         theta = np.load(args.theta, allow_pickle=False)
@@ -50,6 +51,18 @@ def verify_command(args: argparse.Namespace) -> int:
     report = verify.verify(net, theta, X, Y)
     print(f"\n{report}")
     if args.plot:
-        verify.plot_approximation(report.approximation, args.plot)
+        plots.approximation_study(report.approximation, args.plot)
         print(f"plot written to {args.plot}")
     return 0 if report.passed else 1
+
+
+def parse_convention(text: Optional[str]) -> activations.Convention:
+    """None, "left", "right", a number, or comma-separated numbers (one per kink)."""
+    if text is None or text in ("left", "right"):
+        return text
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"convention must be left, right, a number or numbers separated by "
+                         f"commas, got {text!r}") from None
+    return values[0] if len(values) == 1 else tuple(values)

@@ -17,19 +17,19 @@ given network, θ and data, and returns the numbers together with a verdict and 
 :func:`verify` runs all four. Every result is a frozen dataclass with ``passed``, a ``reason``
 in words and a readable ``str``; a check that cannot conclude says so and why. One check per
 module: ``approximation``, ``certificate``, ``finite_differences``, ``kinks``; ``report`` runs them
-all and ``command`` serves `gengrad verify`.
+all; ``problems`` makes problems to try them on and the rounding scales they allow. The command
+`gengrad verify` is gengrad.cli.verify, the figure of R1 gengrad.plots.approximation_study.
 """
 from .approximation import ApproximationStudy, approximation_study
 from .certificate import SubgradientCertificate, subgradient_certificate
-from .command import example_problem, parse_convention, plot_approximation, rounding_scales
 from .common import DEFAULT_R
 from .finite_differences import FiniteDifferenceCheck, finite_difference_check
 from .kinks import KinkStatistics, kink_statistics
+from .problems import example_problem, rounding_scales
 from .report import VerificationReport, verify
 
 __all__ = [
     "DEFAULT_R", "ApproximationStudy", "approximation_study", "FiniteDifferenceCheck",
     "finite_difference_check", "SubgradientCertificate", "subgradient_certificate", "KinkStatistics",
-    "kink_statistics", "VerificationReport", "verify", "example_problem", "parse_convention",
-    "plot_approximation", "rounding_scales",
+    "kink_statistics", "VerificationReport", "verify", "example_problem", "rounding_scales",
 ]

@@ -9,8 +9,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..network import Network
-from .command import rounding_scales
 from .common import checked_problem, kink_hits, kink_margin, kink_offsets, kink_sides, verdict_text
+from .problems import rounding_scales
 
 # --- R3: finite differences where the risk is C¹ ------------------------------------------------
 

@@ -1,30 +1,15 @@
-"""Inputs and outputs of the `gengrad verify` command: conventions from text, example problems, the
-figure of R1, rounding scales."""
+"""Problems to try the checks on, and the rounding-error scales the checks and the
+cross-implementation tests allow."""
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from .. import activations, plots
+from .. import activations
 from .. import reference as R
 from ..network import Network
-from .approximation import ApproximationStudy
-
-# --- inputs and outputs for the `gengrad verify` command ----------------------------------------
-
-def parse_convention(text: Optional[str]) -> activations.Convention:
-    """None, "left", "right", a number, or comma-separated numbers (one per kink)."""
-    if text is None or text in ("left", "right"):
-        return text
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise ValueError(f"convention must be left, right, a number or numbers separated by "
-                         f"commas, got {text!r}") from None
-    return values[0] if len(values) == 1 else tuple(values)
 
 
 def example_problem(net: Network, data: str, samples: int, seed: int = 0,
@@ -53,31 +38,6 @@ def example_problem(net: Network, data: str, samples: int, seed: int = 0,
         Y = rng.normal(size=(samples, width_out))
         Y = np.round(Y) if data == "kink" else Y
     return theta.astype(dtype), X.astype(dtype), Y.astype(dtype)
-
-
-def plot_approximation(study: ApproximationStudy, path: str) -> None:
-    """Draw ||∇L_r - G|| against r (log-log), one line per family, to ``path`` (written
-    atomically; the format follows the extension). Exact zeros are drawn on the bottom edge."""
-    plt = plots.pyplot()
-    positive = [e for errs in study.errors.values() for e in errs if e > 0]
-    floor = min(positive) / 10 if positive else 1e-16
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for family, errs in study.errors.items():
-        style = "-o" if family in study.admissible else "--s"
-        label = family + ("" if family in study.admissible else " (not admissible)")
-        ax.loglog(study.r_values, [max(e, floor) for e in errs], style, label=label, ms=4)
-    if math.isfinite(study.r_star) and study.r_star > 0:
-        ax.axvline(study.r_star, color="gray", lw=0.8, ls=":")
-        ax.text(study.r_star, floor, " r* = 1/gap", color="gray", va="bottom")
-    ax.set_xlabel("r")
-    ax.set_ylabel("||∇L_r(θ) − G(θ)||   (0 drawn at the bottom edge)")
-    ax.set_title("R1: gradients of the approximant networks against G")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    try:
-        plots.save(fig, path)
-    finally:
-        plt.close(fig)
 
 
 def rounding_scales(theta: ArrayLike, widths: Sequence[int], activation: activations.Activation, X: ArrayLike,
