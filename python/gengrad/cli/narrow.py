@@ -18,6 +18,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     parser.add_argument("--digits", type=int, help="tanh and identity: digits of the fine monodromy integration "
                         "(default 30; 0: double precision only)")
     parser.add_argument("--no-contrasts", action="store_true", help="skip the contrast models (the controls)")
+    parser.add_argument("--certify", action="store_true", help="tanh and identity: enclose the monodromy in ball "
+                        "arithmetic and prove the verdict (the certify extra: python-flint)")
+    parser.add_argument("--bits", type=int, default=128, help="with --certify: truncation 2^-bits a step")
     parser.set_defaults(run=narrow)
 
 
@@ -28,11 +31,18 @@ def narrow(args: argparse.Namespace) -> int:
     try:
         if args.activation in park.CONSTRUCTIONS:
             given = [f"--{name}" for name in ("architecture", "target", "digits") if getattr(args, name) is not None]
+            given += ["--certify"] if args.certify else []
             if given:
                 raise ValueError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to tanh and "
                                  f"identity only; {args.activation} takes the "
                                  f"{park.CONSTRUCTIONS[args.activation]} construction")
             park.report_relaxation(args.activation, controls=not args.no_contrasts)
+        elif args.certify:
+            model = park.model(args.architecture or "biased", args.activation, args.target or "1")
+            print(f"model: {model}")
+            certificate = park.certify(park.derive(model), bits=args.bits)
+            park.report_certificate(certificate)
+            return 0 if certificate.verdict == "certified" else 1
         else:
             digits = 30 if args.digits is None else args.digits
             park.report(args.architecture or "biased", args.activation, args.target or "1",

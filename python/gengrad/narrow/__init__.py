@@ -8,7 +8,8 @@ four-parameter network and the normal variational equation (NVE) along it:
   fixed point and double precision), ``group`` (what the monodromy group is, with error
   bounds), ``hypergeometric`` (Kimura's theorem where the NVE is Gauss hypergeometric),
   ``checks`` (against gengrad's generalized gradient and an accurate integration),
-  ``pipeline`` (the report of `gengrad narrow`, with the contrasts);
+  ``pipeline`` (the report of `gengrad narrow`, with the contrasts), ``certification`` (the
+  monodromy in ball arithmetic and a verdict the balls prove: `gengrad narrow --certify`);
 - σ that are not odd (softplus, sigmoid, SiLU, GELU): ``relaxation`` (invariant planes on which
   the flow relaxes linearly, σ through its Taylor germ), ``irregular`` (formal invariants and
   formal solutions at the NVE's irregular point ∞), ``stokes`` (the Stokes multipliers and the
@@ -17,6 +18,7 @@ four-parameter network and the normal variational equation (NVE) along it:
 Every verdict is numerical evidence with error bounds, not a proof; docs/narrow.md states the
 assumptions (A1-A5), what each verdict excludes, the checks and what they measured.
 """
+from .certification import Certificate, CertifiedLoop, certify, report_certificate
 from .checks import FlowCheck, check_against_gengrad, check_flow
 from .continuation import Loop, Monodromy, monodromy
 from .derivation import (
@@ -52,5 +54,6 @@ __all__ = [
     "Analysis", "Summary", "analyse", "report", "FormalInvariants", "FormalSolution", "StokesData",
     "formal_invariants", "formal_solution", "stokes_data", "stokes_verdict", "monodromy_identity", "CONSTRUCTIONS",
     "Germ", "Relaxation", "germ", "relaxation_model", "splits", "RelaxationCheck", "check_relaxation",
-    "RelaxationAnalysis", "analyse_relaxation", "report_relaxation",
+    "RelaxationAnalysis", "analyse_relaxation", "report_relaxation", "Certificate", "CertifiedLoop", "certify",
+    "report_certificate",
 ]

@@ -283,6 +283,50 @@ def _coefficients(derivation: Derivation) -> tuple[list[Fraction], list[list[lis
     return d, P
 
 
+@dataclass
+class Lasso:
+    """A loop from the base point: the ray to the first corner of a regular polygon around
+    ``point`` (radius ``radius``), the polygon counterclockwise; the loop is ray, polygon, ray
+    back. For the loop around all finite singular points ``point`` is None."""
+
+    point: Optional[SingularPoint]
+    radius: float
+    ray: list[complex]
+    polygon: list[complex]
+
+
+@dataclass
+class LassoPaths:
+    base: complex
+    lassos: list[Lasso]   # counterclockwise order of their rays, from the widest gap between them
+    around_all: Lasso
+
+
+def lasso_paths(derivation: Derivation, corners: int = 8) -> LassoPaths:
+    """The loops whose monodromies monodromy() computes (and certify.certify encloses): from one
+    base point, around each finite singular point (polygons of radius 0.4 times the distance to
+    the nearest other singular point or the base point), and around all of them."""
+    points = derivation.singular_points
+    where = [p.location for p in points]
+    base = _base_point(points)
+    # The loop around everything leaves the base point through the widest gap between the rays.
+    angles = np.sort(np.angle(np.array(where) - base))
+    gaps = np.diff(np.concatenate([angles, [angles[0] + 2 * np.pi]]))
+    out = angles[int(np.argmax(gaps))] + gaps.max() / 2
+    order = sorted(range(len(points)), key=lambda j: (np.angle(where[j] - base) - out) % (2 * np.pi))
+    lassos = []
+    for j in order:
+        centre = where[j]
+        others = [abs(centre - q) for k, q in enumerate(where) if k != j]
+        radius = 0.4 * min(others + [abs(centre - base)])
+        direction = (base - centre) / abs(base - centre)
+        ring = [complex(centre + radius * direction * np.exp(2j * np.pi * k / corners)) for k in range(corners)]
+        lassos.append(Lasso(points[j], radius, [base, ring[0]], ring + [ring[0]]))
+    far = 2 * max(abs(q - base) for q in where) + 1
+    ring = [complex(base + far * np.exp(1j * (out + 2 * np.pi * k / (2 * corners)))) for k in range(2 * corners)]
+    return LassoPaths(base, lassos, Lasso(None, far, [base, ring[0]], ring + [ring[0]]))
+
+
 def monodromy(derivation: Derivation, digits: Optional[int] = 30, corners: int = 8,
               ratio: float = 0.5) -> Monodromy:
     """Monodromy matrices of the NVE around every finite singular point and around all of them.
@@ -307,15 +351,8 @@ def monodromy(derivation: Derivation, digits: Optional[int] = 30, corners: int =
     fine: Union[_DoubleSeries, _FixedSeries] = (_DoubleSeries(d, P) if digits is None
                                                 else _FixedSeries(d, P, int(digits)))
     fine_ratio = 0.6 * ratio if digits is None else ratio
-    points = derivation.singular_points
-    where = [p.location for p in points]
-    base = _base_point(points)
-
-    # The loop around everything leaves the base point through the widest gap between the rays.
-    angles = np.sort(np.angle(np.array(where) - base))
-    gaps = np.diff(np.concatenate([angles, [angles[0] + 2 * np.pi]]))
-    out = angles[int(np.argmax(gaps))] + gaps.max() / 2
-    order = sorted(range(len(points)), key=lambda j: (np.angle(where[j] - base) - out) % (2 * np.pi))
+    paths = lasso_paths(derivation, corners)
+    where = [p.location for p in derivation.singular_points]
 
     def run(series: _Series[_Y], nodes: Sequence[complex], r: float) -> tuple[mpmath.matrix, int, int]:
         Y, steps, terms = _transport(series, nodes, where, r)
@@ -329,22 +366,13 @@ def monodromy(derivation: Derivation, digits: Optional[int] = 30, corners: int =
             return R ** -1 * C * R, s1 + s2, t1 + t2
 
     loops: list[Loop] = []
-    for j in order:
-        centre = where[j]
-        others = [abs(centre - q) for k, q in enumerate(where) if k != j]
-        radius = 0.4 * min(others + [abs(centre - base)])
-        direction = (base - centre) / abs(base - centre)
-        ring = [centre + radius * direction * np.exp(2j * np.pi * k / corners) for k in range(corners)]
-        ray, polygon = [base, ring[0]], ring + [ring[0]]
-        M, steps, terms = loop_matrix(fine, ray, polygon, fine_ratio)
-        M_coarse = loop_matrix(coarse, ray, polygon, ratio)[0]
-        loops.append(Loop(points[j], radius, M, M_coarse, steps, terms))
-
-    far = 2 * max(abs(q - base) for q in where) + 1
-    ring = [base + far * np.exp(1j * (out + 2 * np.pi * k / (2 * corners))) for k in range(2 * corners)]
-    ray, polygon = [base, ring[0]], ring + [ring[0]]
-    around_all = loop_matrix(fine, ray, polygon, fine_ratio)[0]
-    around_all_coarse = loop_matrix(coarse, ray, polygon, ratio)[0]
+    for lasso in paths.lassos:
+        M, steps, terms = loop_matrix(fine, lasso.ray, lasso.polygon, fine_ratio)
+        M_coarse = loop_matrix(coarse, lasso.ray, lasso.polygon, ratio)[0]
+        loops.append(Loop(lasso.point, lasso.radius, M, M_coarse, steps, terms))
+    around_all = loop_matrix(fine, paths.around_all.ray, paths.around_all.polygon, fine_ratio)[0]
+    around_all_coarse = loop_matrix(coarse, paths.around_all.ray, paths.around_all.polygon, ratio)[0]
+    base = paths.base
     result = Monodromy(derivation, base, loops, around_all, around_all_coarse, fine.name,
                        coarse.name, {}, 0.0)
     result.checks = _consistency(result)
