@@ -30,7 +30,8 @@ def _ball(value):
 @pytest.mark.parametrize("bits, digits", [(64, 30), (128, 45)])
 def test_every_ball_contains_the_fixed_point_monodromy(main_model, certificates, bits, digits):
     """The balls against the fixed-point continuation of continuation.py, at more digits than
-    the balls resolve (30 for radii near 1e-13, 45 for radii near 1e-26)."""
+    the balls resolve (30 for the 64-bit balls, widest radius 1.6e-6; 45 for the 128-bit ones,
+    8.9e-26). The conversion of the reference keeps 60 digits: enough up to about 192 bits."""
     reference = narrow.monodromy(main_model, digits=digits)
     certificate = certificates[bits]
     saved = flint.ctx.prec
@@ -93,3 +94,33 @@ def test_command_certifies_and_refuses_the_irregular_constructions(capsys):
         assert main(["narrow", "--certify", "--activation", "identity", "--target", "1/2", "--bits", "64"]) == 1
     assert main(["narrow", "--certify", "--activation", "gelu"]) == 2
     assert "--certify applies to tanh and identity only" in capsys.readouterr().err
+
+
+def test_every_steps_tail_bound_exceeds_its_actual_remainder(main_model):
+    """The containment tests cannot see an undersized tail (the balls are wider than the
+    errors), so the bound is held to the remainder itself: 300 more terms of every step of the
+    first lasso and of the loop around everything, summed, against the bound."""
+    from gengrad.narrow import certification, continuation
+
+    saved = flint.ctx.prec
+    flint.ctx.prec = 128 + 32
+    try:
+        balls = certification._Balls(flint, main_model, 128)
+        paths = continuation.lasso_paths(main_model)
+        where = [p.location for p in main_model.singular_points]
+        checked = 0
+        for lasso in (paths.lassos[0], paths.around_all):
+            Y = [[flint.acb(1), flint.acb(0)], [flint.acb(0), flint.acb(1)]]
+            nodes = lasso.ray + lasso.polygon[1:]
+            for a, b in zip(nodes, nodes[1:]):
+                z = a
+                while z != b:
+                    reach = 0.5 * min(abs(z - p) for p in where)
+                    nxt = b if abs(b - z) <= reach else z + (b - z) * (reach / abs(b - z))
+                    _, tail, remainder = balls.series(Y, z, nxt, extra=300)
+                    assert remainder <= float(tail), (z, nxt)
+                    Y = balls.step(Y, z, nxt)
+                    z, checked = nxt, checked + 1
+        assert checked > 30
+    finally:
+        flint.ctx.prec = saved
