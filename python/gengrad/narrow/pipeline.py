@@ -188,6 +188,7 @@ def report(architecture: str = "biased", activation: str = "tanh", target: Targe
                 f"{('yes' if agrees else 'NO') + (' (vacuous: one loop cannot fail)' if loops < 2 else '')}")
     out("\nThis is numerical evidence with error bounds, not a proof: every conclusion above is an")
     out("inequality that holds by a margin far above the difference of two independent integrations")
-    out("(and the exact identities they satisfy), but those bounds are estimates, not enclosures.")
+    out("(and the exact identities they satisfy), but those bounds are estimates, not enclosures;")
+    out("`gengrad narrow --certify` encloses the monodromy in ball arithmetic and proves the verdict.")
     out(f"total {time.perf_counter() - start:.1f} s")
     return summary
