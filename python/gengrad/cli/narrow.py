@@ -39,8 +39,8 @@ def narrow(args: argparse.Namespace) -> int:
             park.report_relaxation(args.activation, controls=not args.no_contrasts)
         elif args.certify:
             model = park.model(args.architecture or "biased", args.activation, args.target or "1")
-            print(f"model: {model}")
             certificate = park.certify(park.derive(model), bits=args.bits)
+            print(f"model: {model}")
             park.report_certificate(certificate)
             return 0 if certificate.verdict == "certified" else 1
         else:
