@@ -111,16 +111,11 @@ def test_every_steps_tail_bound_exceeds_its_actual_remainder(main_model):
         checked = 0
         for lasso in (paths.lassos[0], paths.around_all):
             Y = [[flint.acb(1), flint.acb(0)], [flint.acb(0), flint.acb(1)]]
-            nodes = lasso.ray + lasso.polygon[1:]
-            for a, b in zip(nodes, nodes[1:]):
-                z = a
-                while z != b:
-                    reach = 0.5 * min(abs(z - p) for p in where)
-                    nxt = b if abs(b - z) <= reach else z + (b - z) * (reach / abs(b - z))
-                    _, tail, remainder = balls.series(Y, z, nxt, extra=300)
-                    assert remainder <= float(tail), (z, nxt)
-                    Y = balls.step(Y, z, nxt)
-                    z, checked = nxt, checked + 1
+            for z, nxt in continuation.steps_along(lasso.ray + lasso.polygon[1:], where, 0.5):
+                _, tail, remainder = balls.series(Y, z, nxt, extra=300)
+                assert remainder <= float(tail), (z, nxt)
+                Y = balls.step(Y, z, nxt)
+                checked += 1
         assert checked > 30
     finally:
         flint.ctx.prec = saved

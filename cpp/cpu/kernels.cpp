@@ -39,18 +39,12 @@ void kink_counts_entry(const NetSpec& net, const T* theta, const T* X, int64_t M
     with_activation<T>(net, kExact, [&](const auto& act) { kink_counts(net, act, theta, X, M, counts); });
 }
 
-// One network per task, as ensemble_risk_gradient (a loop inside a task runs on its thread).
-template <class T, class Each>
-void each_network(const NetSpec& net, int64_t n, const Each& each) {
-    parallel_for(n, call_threads(), [&](int64_t i, int) { each(i, parameter_dim(net.widths, net.n_layers)); });
-}
-
 template <class T>
 void ensemble_pre_activations_entry(const NetSpec& net, const T* thetas, int64_t n, const T* X, int64_t x_stride,
                                     int64_t M, int64_t first, T* out) {
     int64_t row = 0;
     for (int64_t k = first; k <= net.n_layers; ++k) row += net.widths[k];
-    each_network<T>(net, n, [&](int64_t i, int64_t d) {
+    each_network(net, n, [&](int64_t i, int64_t d) {
         pre_activations_entry(net, thetas + i * d, X + i * x_stride, M, first, out + i * M * row);
     });
 }
@@ -58,7 +52,7 @@ void ensemble_pre_activations_entry(const NetSpec& net, const T* thetas, int64_t
 template <class T>
 void ensemble_kink_counts_entry(const NetSpec& net, const T* thetas, int64_t n, const T* X, int64_t x_stride,
                                 int64_t M, int64_t* counts) {
-    each_network<T>(net, n, [&](int64_t i, int64_t d) {
+    each_network(net, n, [&](int64_t i, int64_t d) {
         kink_counts_entry(net, thetas + i * d, X + i * x_stride, M, counts + i * (net.n_layers - 1));
     });
 }

@@ -383,13 +383,19 @@ double risk_gradient(const NetSpec& net, const Act& act, const T* theta, const B
     return maps_risk_gradient(net, Pointwise<T, Act>{act}, theta, batch, grad);
 }
 
-// One network per task, each computed serially by one thread with that thread's workspace:
-// no fork/join per network, and results independent of which thread ran which network.
+// each(i, d) for the n networks of an ensemble (d parameters each), one network per task, each
+// computed serially by one thread with that thread's workspace (a loop inside a task runs on its
+// thread): no fork/join per network, and results independent of which thread ran which network.
+template <class Each>
+void each_network(const NetSpec& net, int64_t n, const Each& each) {
+    const int64_t d = parameter_dim(net.widths, net.n_layers);
+    parallel_for(n, call_threads(), [&](int64_t i, int) { each(i, d); });
+}
+
 template <class T, class Act>
 void ensemble_risk_gradient(const NetSpec& net, const Act& act, const T* thetas, int64_t n,
                             const EnsembleBatch<T>& b, double* risks, T* grads) {
-    const int64_t d = parameter_dim(net.widths, net.n_layers);
-    parallel_for(n, call_threads(), [&](int64_t i, int) {
+    each_network(net, n, [&](int64_t i, int64_t d) {
         const Batch<T> batch{b.X + i * b.x_stride, b.Y + i * b.y_stride,
                              b.weight ? b.weight + i * b.weight_stride : nullptr, b.M};
         risks[i] = risk_gradient(net, act, thetas + i * d, batch, grads ? grads + i * d : nullptr);

@@ -41,11 +41,12 @@ class Backend(Protocol):
     def ensemble_kink_counts(self, thetas: np.ndarray, X: np.ndarray) -> np.ndarray: ...
 
 
-def make(name: str, model_args: cuda.ModelArgs, widths: tuple[int, ...], activation: activations.Activation,
-         loss: str) -> Backend:
-    """The backend ``name`` for the network that the core's ``model_args`` describe."""
+def make(name: str, core: _core.Model, model_args: cuda.ModelArgs, widths: tuple[int, ...],
+         activation: activations.Activation, loss: str) -> Backend:
+    """The backend ``name`` for the network that the core's ``core`` (built from ``model_args``)
+    describes: for "cpp", ``core`` itself."""
     if name == "cpp":
-        return _core.Model(*model_args)
+        return core
     if name == "cuda":
         return cuda.model(model_args)
     return ReferenceBackend(widths, activation, loss)

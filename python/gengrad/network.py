@@ -55,8 +55,8 @@ class Network:
         #: The compiled core's model of this network: its layout, and the gradient flow's field.
         self.core = _core.Model(*self._model_args)
         #: The backend that computes (gengrad.backends.Backend).
-        self.engine: backends.Backend = (self.core if backend == "cpp" else
-                                         backends.make(backend, self._model_args, self.widths, self.activation, loss))
+        self.engine: backends.Backend = backends.make(backend, self.core, self._model_args, self.widths,
+                                                      self.activation, loss)
         self.layout = [tuple(layer) for layer in self.core.layout()]
 
     @property

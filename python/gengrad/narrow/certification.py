@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import sympy as sp
 
-from .continuation import lasso_paths
+from .continuation import lasso_paths, steps_along
 from .derivation import Derivation, S, SingularPoint, as_fraction
 
 
@@ -128,10 +128,6 @@ class _Balls:
     def ball(self, q: Fraction) -> Any:
         return self.flint.acb(self.flint.arb(self.flint.fmpq(q.numerator, q.denominator)))
 
-    def distance_lower(self, z: Any) -> Any:
-        """A lower bound of the distance from z to the nearest root of d."""
-        return _smallest([abs(z - r) for r, _ in self.roots])
-
     def step(self, Y: list[list[Any]], z: complex, z1: complex) -> list[list[Any]]:
         """The fundamental matrix at z1 from Y at z, with the tail bound in every entry."""
         total, tail, _ = self.series(Y, z, z1)
@@ -148,13 +144,13 @@ class _Balls:
         # would round, and the next step would start where this one did not end)
         centre = acb(z.real, z.imag)
         h = acb(z1.real, z1.imag) - centre
-        reach = self.distance_lower(centre)
+        distances = [abs(centre - r).lower() for r, _ in self.roots]
+        reach = _smallest(distances)
         size = abs(h).upper()
         if not size < reach:
             raise ArithmeticError(f"a step of length {float(size):.3g} from {z} reaches a singular point")
         # Taylor coefficients of A = Σ Res_j/(s − r_j) at z: ‖a_k‖ ≤ Σ_j ‖Res_j‖ δ_j^-(k+1)
         # ≤ M δ^-k with δ = min δ_j, M = Σ_j ‖Res_j‖/δ_j: the majorant M/(1 − u/δ)
-        distances = [abs(centre - r).lower() for r, _ in self.roots]
         M = sum((norm / delta for norm, delta in zip(self.residue_norms, distances)), arb(0)).upper()
         alpha, q = (M * reach).upper(), (size / reach).upper()
         norm = _largest([abs(Y[i][c]) for i in range(2) for c in range(2)])
@@ -214,13 +210,9 @@ def _transport(balls: _Balls, nodes: Sequence[complex], singular: Sequence[compl
     acb = balls.flint.acb
     Y = [[acb(1), acb(0)], [acb(0), acb(1)]]
     steps = 0
-    for a, b in zip(nodes, nodes[1:]):
-        z = a
-        while z != b:
-            reach = ratio * min(abs(z - p) for p in singular)
-            nxt = b if abs(b - z) <= reach else z + (b - z) * (reach / abs(b - z))
-            Y = balls.step(Y, z, nxt)
-            z, steps = nxt, steps + 1
+    for z, nxt in steps_along(nodes, singular, ratio):
+        Y = balls.step(Y, z, nxt)
+        steps += 1
     return Y, steps
 
 

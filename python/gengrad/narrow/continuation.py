@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from numbers import Integral
-from typing import Generic, Optional, Protocol, Sequence, TypeVar, Union
+from typing import Generic, Iterator, Optional, Protocol, Sequence, TypeVar, Union
 
 import mpmath
 import numpy as np
@@ -205,19 +205,28 @@ def _dot(a: Sequence[int], b: Sequence[int]) -> int:
     return sum(map(operator.mul, a, b))
 
 
-def _transport(series: _Series[_Y], nodes: Sequence[complex], singular: Sequence[complex], ratio: float
-               ) -> tuple[_Y, int, int]:
-    """The fundamental matrix at the end of the polyline ``nodes`` (complex floats), equal to the
-    identity at its start; steps of at most ``ratio`` times the distance to the nearest singular
-    point. Returns (Y, steps, terms)."""
-    Y, steps, terms = series.identity(), 0, 0
+def steps_along(nodes: Sequence[complex], singular: Sequence[complex], ratio: float
+                ) -> Iterator[tuple[complex, complex]]:
+    """The steps (z, z') of the polyline ``nodes`` (complex floats), each at most ``ratio`` times
+    the distance from z to the nearest singular point; the last one of a segment ends exactly
+    at its node. Every continuation of the NVE (floats, fixed point, balls) follows these."""
     for a, b in zip(nodes, nodes[1:]):
         z = a
         while z != b:
             reach = ratio * min(abs(z - p) for p in singular)
             nxt = b if abs(b - z) <= reach else z + (b - z) * (reach / abs(b - z))
-            Y, k = series.step(Y, z, nxt)
-            z, steps, terms = nxt, steps + 1, terms + k
+            yield z, nxt
+            z = nxt
+
+
+def _transport(series: _Series[_Y], nodes: Sequence[complex], singular: Sequence[complex], ratio: float
+               ) -> tuple[_Y, int, int]:
+    """The fundamental matrix at the end of the polyline ``nodes``, equal to the identity at its
+    start (steps_along). Returns (Y, steps, terms)."""
+    Y, steps, terms = series.identity(), 0, 0
+    for z, nxt in steps_along(nodes, singular, ratio):
+        Y, k = series.step(Y, z, nxt)
+        steps, terms = steps + 1, terms + k
     return Y, steps, terms
 
 
