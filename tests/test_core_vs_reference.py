@@ -93,3 +93,55 @@ def test_concurrent_calls_from_python_threads_match_serial_calls():
         for _ in range(3):
             for (r, g), (r0, g0) in zip(pool.map(lambda p: net.risk_and_gradient(*p), problems), serial):
                 assert r == r0 and np.array_equal(g, g0)
+
+
+# Widths and batches that take the packed paths of cpp/cpu/mlp.hpp: weight panels (a layer of
+# at least 16 rows and depth 64, blocks of 256 samples and more), the weight gradient as a
+# product (at least 64 rows and 64 columns) cut into slices of 1024 samples, row counts that
+# are no multiple of the tile height and column counts that are no multiple of a vector.
+WIDE = (70, 77, 130, 3)
+
+
+@pytest.mark.parametrize("make_problem", [random_problem, kink_problem], ids=["random", "kinks"])
+def test_wide_layers_match_reference(make_problem, isa):
+    theta, X, Y = make_problem(WIDE, 1500, seed=21)
+    net = gengrad.Network(WIDE, "relu")
+    risk = reference.risk(theta, net.widths, net.activation, X, Y)
+    G = reference.generalized_gradient(theta, net.widths, net.activation, X, Y)
+    if make_problem is kink_problem:
+        assert net.kink_counts(theta, X).sum() > 1000
+    actual_risk, actual = net.risk_and_gradient(theta, X, Y)
+    assert abs(actual_risk - risk) <= 1e-12 * abs(risk) and relative_error(actual, G) <= 1e-12
+    assert relative_error(net.forward(theta, X), reference.forward(theta, net.widths, net.activation, X)) <= 1e-13
+    theta32, X32, Y32 = (a.astype(np.float32) for a in (theta, X, Y))
+    assert relative_error(net.gradient(theta32, X32, Y32), G) <= 1e-4
+
+
+def test_wide_layers_are_bitwise_identical_for_any_thread_count():
+    theta, X, Y = kink_problem(WIDE, 2500, seed=22)
+    net = gengrad.Network(WIDE, "relu")
+    before = gengrad.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 3):
+            gengrad.set_num_threads(n)
+            results.append((net.risk_and_gradient(theta, X, Y), net.forward(theta, X)))
+    finally:
+        gengrad.set_num_threads(before)
+    for (risk, G), out in results[1:]:
+        assert risk == results[0][0][0] and np.array_equal(G, results[0][0][1])
+        assert np.array_equal(out, results[0][1])
+
+
+def test_a_non_finite_value_is_found_in_any_piece_of_a_large_input():
+    """The finiteness check of large arrays runs in pieces on the core's threads; the first bad
+    value is reported, whichever piece holds it."""
+    net = gengrad.Network((100, 3, 1))
+    theta, X, Y = random_problem((100, 3, 1), 5000, seed=23)
+    for first, second in ((499_999, None), (70_000, 400_000), (131_072, 131_073), (0, 499_999)):
+        bad = X.copy()
+        bad.flat[first] = np.nan
+        if second is not None:
+            bad.flat[second] = np.inf
+        with pytest.raises(ValueError, match=rf"X contains NaN or Inf \(first at flat index {first}\)"):
+            net.gradient(theta, bad, Y)

@@ -103,6 +103,16 @@ def test_two_hidden_layers_match_reference(seed):
     assert {"sliding-start", "sliding-end"} <= {e.kind for e in result.events}
 
 
+def test_wide_layers_match_reference():
+    """Layers wide enough and samples enough for the packed paths of the frozen-pattern kernels
+    (weight panels, the weight gradient as a product, forward-mode tangents beside them)."""
+    net = gengrad.Network((64, 70, 66, 2), "relu")
+    rng = np.random.default_rng(31)
+    X, Y = rng.normal(size=(256, 64)), rng.normal(size=(256, 2))
+    result = assert_matches_reference(net, net.init(seed=31, scheme="torch"), X, Y, 0.01)
+    assert len(result.events) >= 20
+
+
 def hand_problem(b=0.0):
     """widths (1,1,1), theta = (w, b, v, c), out = v relu(w x + b) + c, samples (x, y) = (0, -1)
     and (1, 1), weights 1/2. Sample 0's unit is z = b. With sample 1 active, dL/db is

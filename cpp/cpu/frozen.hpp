@@ -102,7 +102,8 @@ void frozen_hidden(const NetSpec& net, const T* theta, const T* direction, const
     const int64_t L = net.n_layers;
     if (L < 2) return;
     const Frozen<T> maps(net, pattern, hidden_z, nullptr);
-    BlockPlan<T> plan(net, M, direction != nullptr);
+    BlockPlan<T> plan(net, M, direction ? Passes::tangent : Passes::forward);
+    plan.pack_weights(net, theta);
     for (int64_t m0 = 0; m0 < M; m0 += plan.block) {
         const int64_t valid = min_of(plan.block, M - m0);
         const int64_t n_chunks = plan.chunks(valid);
@@ -114,16 +115,17 @@ void frozen_hidden(const NetSpec& net, const T* theta, const T* direction, const
             for (int64_t k = 1; k < L; ++k) {
                 forward_layer(net, maps, theta, k, m0, plan, c0, c1, worker);
                 if (!direction) continue;
-                const LayerOffsets lay = layer_offsets(net.widths, k);
                 T* dz = hidden_dz + maps.at(k, m0);
                 const T* slope = pattern.slope + maps.at(k, m0);
                 T* dH = k + 1 < L ? plan.dH[k] : nullptr;
-                gemm_columns(direction + lay.weight, lay.cols, 1, lay.rows, lay.cols, plan.H[k - 1], plan.ld, c0, c1,
-                             TangentEpilogue<T>{direction + lay.bias, dz, slope, pattern.ld, k == 1 ? dH : nullptr,
-                                                plan.ld},
+                Left<T> dW = plan.forward_left(net, direction, k);
+                dW.panels = nullptr;  // the panels hold theta's weights
+                gemm_columns(dW, plan.H[k - 1], plan.ld, c0, c1,
+                             TangentEpilogue<T>{direction + layer_offsets(net.widths, k).bias, dz, slope, pattern.ld,
+                                                k == 1 ? dH : nullptr, plan.ld},
                              plan.worker_pack(worker));
                 if (k > 1)
-                    gemm_columns(theta + lay.weight, lay.cols, 1, lay.rows, lay.cols, plan.dH[k - 1], plan.ld, c0, c1,
+                    gemm_columns(plan.forward_left(net, theta, k), plan.dH[k - 1], plan.ld, c0, c1,
                                  TangentEpilogue<T>{nullptr, dz, slope, pattern.ld, dH, plan.ld}, plan.worker_pack(worker));
             }
         });
@@ -136,7 +138,7 @@ template <class T>
 void frozen_unit_gradient(const NetSpec& net, const T* theta, const T* x, const FrozenPattern<T>& pattern, int64_t k,
                           int64_t j, T* grad) {
     const Frozen<T> maps(net, pattern, nullptr, nullptr);
-    BlockPlan<T> plan(net, 1);
+    BlockPlan<T> plan(net, 1, Passes::gradient);
     const int64_t columns = gemm_step<T>;
     forward_chunk(net, maps, theta, x, 0, 1, plan, 0, columns, 0, k - 1);
     fill(plan.Z[k], net.widths[k] * plan.ld, T(0));

@@ -14,14 +14,32 @@
 #include "gengrad/checks.hpp"
 #include "gengrad/dispatch.hpp"
 #include "gengrad/layout.hpp"
+#include "gengrad/parallel.hpp"
 
 namespace gengrad {
 namespace python {
 
 namespace py = pybind11;
-using portable::first_non_finite;
 using portable::layer_offsets;
 using portable::parameter_dim;
+
+// portable::first_non_finite on the core's threads, a piece of the array per task: every call
+// reads all its inputs once before the kernels do, and serially that took 1.2 ms of a 23 ms
+// float64 gradient of (784, 512, 512, 10) at 1024 samples on two threads.
+template <class T>
+int64_t first_non_finite(const T* p, int64_t n) {
+    constexpr int64_t kPiece = int64_t(1) << 16;
+    if (n <= 2 * kPiece) return portable::first_non_finite(p, n);
+    std::vector<int64_t> first((n + kPiece - 1) / kPiece);
+    parallel_for(int64_t(first.size()), call_threads(), [&](int64_t piece, int) {
+        const int64_t start = piece * kPiece;
+        const int64_t found = portable::first_non_finite(p + start, std::min(kPiece, n - start));
+        first[piece] = found < 0 ? found : start + found;
+    });
+    for (const int64_t found : first)
+        if (found >= 0) return found;
+    return -1;
+}
 
 inline std::string shape_text(const std::vector<int64_t>& shape) {
     std::string text = "(";

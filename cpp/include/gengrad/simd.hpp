@@ -15,7 +15,7 @@ namespace GENGRAD_ISA_NS {
 // Register tiles (see mlp.hpp): kGemmRows x kGemmVectors vector accumulators for the
 // forward/backward products, kDotRows x kDotCols for the weight-gradient dot products.
 #if defined(__AVX512F__)
-constexpr int kVectorBytes = 64, kGemmRows = 6, kGemmVectors = 2, kDotRows = 6, kDotCols = 4;
+constexpr int kVectorBytes = 64, kGemmRows = 12, kGemmVectors = 2, kDotRows = 6, kDotCols = 4;
 #elif defined(__AVX2__)
 constexpr int kVectorBytes = 32, kGemmRows = 6, kGemmVectors = 2, kDotRows = 3, kDotCols = 3;
 #else
