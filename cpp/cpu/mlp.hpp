@@ -65,7 +65,7 @@ inline void gemm_tile(const T* a, RowStride a_row, ColStride a_col, int64_t i0,
 // The left operand of C = A B with `rows` rows and depth K: A(i, p) = A[i*row + p*col], or, where
 // `panels` is set, the copy made by pack_panel: each tile's rows i0..i0+h-1 (h = min(kGemmRows,
 // rows - i0)) at panels + i0*K, p-major. A tile then reads one contiguous stream instead of h
-// rows (forward: rows of W, 4 KiB and more apart), which took a 512 x 784 x 64 product from
+// rows (forward: rows of W, 3 KiB apart for 784 inputs), which took a 512 x 784 x 64 product from
 // ~110 to ~185 GFLOP/s on one AVX-512 core. Same products in the same order: bitwise the same.
 template <class T>
 struct Left {
@@ -222,9 +222,9 @@ constexpr int64_t kPanelGradientMinRows = 64, kPanelGradientMinCols = 64;
 constexpr bool panel_gradient(int64_t rows, int64_t cols) {
     return rows >= kPanelGradientMinRows && cols >= kPanelGradientMinCols;
 }
-// Samples per pass over the panels: a gemm_step-wide slice of H^T (32 KiB for float32 on
-// AVX-512) stays in L1 while every row tile of D streams past it. Also bounds the length of
-// each accumulation chain before it is added into the gradient.
+// The most samples summed in one chain before the sum is added into dW: it bounds the rounding
+// of long blocks (float32 chains of 10^4 products), and shorter slices were slower (256: the
+// load-add-store of dW once per slice showed in profiles).
 constexpr int64_t kGradientSlice = 1024;
 
 template <class T>
@@ -292,6 +292,24 @@ struct Pointwise {
         return {bias, Z, H, ld, act};
     }
     BackwardEpilogue<T, Act> backward(int64_t, T* Z, std::ptrdiff_t ld, int64_t) const { return {Z, ld, act}; }
+};
+
+// Tasks numbered group after group (the layers of a loop, the panels of several operands).
+struct TaskGroups {
+    int64_t end[2 * kMaxLayers + 1] = {0};  // end[g]: one past the last task of group g
+    int groups = 0;
+    void add(int64_t tasks) {
+        end[groups + 1] = end[groups] + tasks;
+        ++groups;
+    }
+    int64_t total() const { return end[groups]; }
+    // The group of `task`; task becomes its index within the group.
+    int group_of(int64_t& task) const {
+        int g = 0;
+        while (task >= end[g + 1]) ++g;
+        task -= end[g];
+        return g;
+    }
 };
 
 // What a plan is for: the forward pass, a gradient (forward and backward), or the forward pass
@@ -415,25 +433,21 @@ struct BlockPlan {
     // Fills the weight panels from theta, a panel per task.
     void pack_weights(const NetSpec& net, const T* theta) const {
         Left<T> lefts[2 * kMaxLayers];
-        int64_t first_task[2 * kMaxLayers + 1] = {0};
-        int n = 0;
+        TaskGroups tasks;  // group g: the panels of lefts[g]
         double elements = 0;
         for (int64_t k = 1; k <= L; ++k) {
             const Left<T> both[2] = {forward_left(net, theta, k), backward_left(net, theta, k)};
             for (const Left<T>& left : both)
                 if (left.panels) {
-                    lefts[n] = left;
-                    first_task[n + 1] = first_task[n] + (left.rows + kGemmRows - 1) / kGemmRows;
+                    lefts[tasks.groups] = left;
+                    tasks.add((left.rows + kGemmRows - 1) / kGemmRows);
                     elements += double(left.rows) * double(left.K);
-                    ++n;
                 }
         }
         // A copied value costs about as much as a few dozen multiply-adds.
-        parallel_for(first_task[n], threads_for(32 * elements), [&](int64_t task, int) {
-            int i = 0;
-            while (task >= first_task[i + 1]) ++i;
-            const Left<T>& left = lefts[i];
-            pack_panel(left, (task - first_task[i]) * kGemmRows, const_cast<T*>(left.panels));
+        parallel_for(tasks.total(), threads_for(32 * elements), [&](int64_t task, int) {
+            const Left<T>& left = lefts[tasks.group_of(task)];
+            pack_panel(left, task * kGemmRows, const_cast<T*>(left.panels));
         });
     }
 };
@@ -493,23 +507,6 @@ void backward_chunk(const NetSpec& net, const Maps& maps, const T* theta, const 
                      maps.backward(k - 1, plan.Z[k - 1], plan.ld, m0), plan.worker_pack(worker));
 }
 
-// The tasks of the layers 1..k_top, `count(k)` each, numbered layer after layer.
-struct LayerTasks {
-    int64_t end[kMaxLayers + 1] = {0};  // end[k]: one past the last task of layer k
-    template <class Count>
-    LayerTasks(int64_t k_top, const Count& count) {
-        for (int64_t k = 1; k <= k_top; ++k) end[k] = end[k - 1] + count(k);
-    }
-    int64_t total(int64_t k_top) const { return end[k_top]; }
-    // The layer of `task`; task becomes its index within the layer.
-    int64_t layer_of(int64_t& task) const {
-        int64_t k = 1;
-        while (task >= end[k]) ++k;
-        task -= end[k - 1];
-        return k;
-    }
-};
-
 // dW_k += D_k H_{k-1}^T and db_k += D_k 1 for k = 1..k_top (default L) over the first `columns`
 // samples of the block (the rest holds a previous block's values). A layer that
 // panel_gradient's takes two loops: one packs D_k a row tile per task (and sums its bias rows),
@@ -520,11 +517,13 @@ void weight_gradient(const NetSpec& net, const BlockPlan<T>& plan, int64_t colum
     if (k_top < 0) k_top = net.n_layers;
     const int threads = plan.threads_for(forward_work(net, columns));
     const auto rows_per_task = [&](int64_t k) { return plan.delta_panels[k] ? int64_t(kGemmRows) : int64_t(kDotRows); };
-    const LayerTasks row_tasks(k_top, [&](int64_t k) {
-        return (net.widths[k] + rows_per_task(k) - 1) / rows_per_task(k);
-    });
-    parallel_for(row_tasks.total(k_top), threads, [&](int64_t task, int) {
-        const int64_t k = row_tasks.layer_of(task);
+    TaskGroups row_tasks, column_tasks;  // group k - 1: layer k
+    for (int64_t k = 1; k <= k_top; ++k) {
+        row_tasks.add((net.widths[k] + rows_per_task(k) - 1) / rows_per_task(k));
+        column_tasks.add(plan.delta_panels[k] ? (net.widths[k - 1] + gemm_step<T> - 1) / gemm_step<T> : 0);
+    }
+    parallel_for(row_tasks.total(), threads, [&](int64_t task, int) {
+        const int64_t k = row_tasks.group_of(task) + 1;
         const LayerOffsets lay = layer_offsets(net.widths, k);
         const int64_t i0 = task * rows_per_task(k), rows = min_of(rows_per_task(k), lay.rows - i0);
         if (plan.delta_panels[k])
@@ -534,11 +533,8 @@ void weight_gradient(const NetSpec& net, const BlockPlan<T>& plan, int64_t colum
                                   lay.cols);
         for (int64_t i = i0; i < i0 + rows; ++i) grad[lay.bias + i] += row_sum(plan.Z[k] + i * plan.ld, columns);
     });
-    const LayerTasks column_tasks(k_top, [&](int64_t k) {
-        return plan.delta_panels[k] ? (net.widths[k - 1] + gemm_step<T> - 1) / gemm_step<T> : 0;
-    });
-    parallel_for(column_tasks.total(k_top), threads, [&](int64_t task, int worker) {
-        const int64_t k = column_tasks.layer_of(task);
+    parallel_for(column_tasks.total(), threads, [&](int64_t task, int worker) {
+        const int64_t k = column_tasks.group_of(task) + 1;
         const LayerOffsets lay = layer_offsets(net.widths, k);
         const int64_t j0 = task * gemm_step<T>;
         T* transposed = plan.worker_pack(worker);
