@@ -14,7 +14,9 @@
 #include "gengrad/checks.hpp"
 #include "gengrad/dispatch.hpp"
 #include "gengrad/layout.hpp"
+#ifndef GENGRAD_NO_POOL
 #include "gengrad/parallel.hpp"
+#endif
 
 namespace gengrad {
 namespace python {
@@ -26,8 +28,13 @@ using portable::parameter_dim;
 // portable::first_non_finite on the core's threads, a piece of the array per task: every call
 // reads all its inputs once before the kernels do, and serially that took 1.2 ms of a 23 ms
 // float64 gradient of (784, 512, 512, 10) at 1024 samples on two threads.
+// gengrad._cuda includes this header too but has no pool (the pool, cpp/cpu/parallel.cpp, is
+// _core's; CMakeLists.txt defines GENGRAD_NO_POOL for it): there the check stays serial.
 template <class T>
 int64_t first_non_finite(const T* p, int64_t n) {
+#ifdef GENGRAD_NO_POOL
+    return portable::first_non_finite(p, n);
+#else
     constexpr int64_t kPiece = int64_t(1) << 16;
     if (n <= 2 * kPiece) return portable::first_non_finite(p, n);
     std::vector<int64_t> first((n + kPiece - 1) / kPiece);
@@ -39,6 +46,7 @@ int64_t first_non_finite(const T* p, int64_t n) {
     for (const int64_t found : first)
         if (found >= 0) return found;
     return -1;
+#endif
 }
 
 inline std::string shape_text(const std::vector<int64_t>& shape) {
