@@ -146,6 +146,7 @@ void frozen_unit_gradient(const NetSpec& net, const T* theta, const T* x, const 
     backward_chunk(net, maps, theta, plan, 0, columns, 0, 0, k);
     const LayerOffsets lay = layer_offsets(net.widths, k);
     fill(grad, lay.bias + lay.rows, T(0));
+    pack_deltas(net, plan, columns, 0, columns, k);
     weight_gradient(net, plan, columns, grad, k);
 }
 

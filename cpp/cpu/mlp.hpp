@@ -507,36 +507,48 @@ void backward_chunk(const NetSpec& net, const Maps& maps, const T* theta, const 
                      maps.backward(k - 1, plan.Z[k - 1], plan.ld, m0), plan.worker_pack(worker));
 }
 
+// Copies the columns [c0, c1) of D_k into its panels (depth `columns`, the block's padded width)
+// for the layers up to k_top (default L) that panel_gradient: a chunk's task does it for its
+// columns right after its backward pass, so that the weight gradient is one loop.
+template <class T>
+void pack_deltas(const NetSpec& net, const BlockPlan<T>& plan, int64_t columns, int64_t c0, int64_t c1,
+                 int64_t k_top = -1) {
+    for (int64_t k = 1; k <= (k_top < 0 ? net.n_layers : k_top); ++k) {
+        if (!plan.delta_panels[k]) continue;
+        for (int64_t i0 = 0; i0 < net.widths[k]; i0 += kGemmRows) {
+            const int64_t h = min_of(kGemmRows, net.widths[k] - i0);
+            pack_rows(plan.Z[k] + i0 * plan.ld + c0, plan.ld, 1, h, h, c1 - c0,
+                      plan.delta_panels[k] + i0 * columns + c0 * h);
+        }
+    }
+}
+
 // dW_k += D_k H_{k-1}^T and db_k += D_k 1 for k = 1..k_top (default L) over the first `columns`
-// samples of the block (the rest holds a previous block's values). A layer that
-// panel_gradient's takes two loops: one packs D_k a row tile per task (and sums its bias rows),
-// the next computes gemm_step columns of dW_k per task from its own copy of that slice of H_{k-1}^T.
-// Other layers: kDotRows rows of dot tiles per task, in the first loop.
+// samples of the block (the rest holds a previous block's values), D_k packed by pack_deltas
+// where panel_gradient. One loop (each join costs a wait when a neighbour process holds a
+// core): a layer by panels gives a task per gemm_step columns of dW_k, which transposes its own
+// slice of H_{k-1}^T (the first also sums the bias rows); other layers kDotRows rows of dot tiles.
 template <class T>
 void weight_gradient(const NetSpec& net, const BlockPlan<T>& plan, int64_t columns, T* grad, int64_t k_top = -1) {
     if (k_top < 0) k_top = net.n_layers;
-    const int threads = plan.threads_for(forward_work(net, columns));
-    const auto rows_per_task = [&](int64_t k) { return plan.delta_panels[k] ? int64_t(kGemmRows) : int64_t(kDotRows); };
-    TaskGroups row_tasks, column_tasks;  // group k - 1: layer k
-    for (int64_t k = 1; k <= k_top; ++k) {
-        row_tasks.add((net.widths[k] + rows_per_task(k) - 1) / rows_per_task(k));
-        column_tasks.add(plan.delta_panels[k] ? (net.widths[k - 1] + gemm_step<T> - 1) / gemm_step<T> : 0);
-    }
-    parallel_for(row_tasks.total(), threads, [&](int64_t task, int) {
-        const int64_t k = row_tasks.group_of(task) + 1;
+    TaskGroups tasks;  // group k - 1: layer k
+    for (int64_t k = 1; k <= k_top; ++k)
+        tasks.add(plan.delta_panels[k] ? (net.widths[k - 1] + gemm_step<T> - 1) / gemm_step<T>
+                                       : (net.widths[k] + kDotRows - 1) / kDotRows);
+    parallel_for(tasks.total(), plan.threads_for(forward_work(net, columns)), [&](int64_t task, int worker) {
+        const int64_t k = tasks.group_of(task) + 1;
         const LayerOffsets lay = layer_offsets(net.widths, k);
-        const int64_t i0 = task * rows_per_task(k), rows = min_of(rows_per_task(k), lay.rows - i0);
-        if (plan.delta_panels[k])
-            pack_panel(Left<T>{plan.Z[k], plan.ld, 1, lay.rows, columns, nullptr}, i0, plan.delta_panels[k]);
-        else
+        const auto bias_rows = [&](int64_t i0, int64_t i1) {
+            for (int64_t i = i0; i < i1; ++i) grad[lay.bias + i] += row_sum(plan.Z[k] + i * plan.ld, columns);
+        };
+        if (!plan.delta_panels[k]) {
+            const int64_t i0 = task * kDotRows, rows = min_of(kDotRows, lay.rows - i0);
             dot_tail<T, kDotRows>(rows, plan.Z[k], plan.H[k - 1], plan.ld, columns, i0, lay.cols, grad + lay.weight,
                                   lay.cols);
-        for (int64_t i = i0; i < i0 + rows; ++i) grad[lay.bias + i] += row_sum(plan.Z[k] + i * plan.ld, columns);
-    });
-    parallel_for(column_tasks.total(), threads, [&](int64_t task, int worker) {
-        const int64_t k = column_tasks.group_of(task) + 1;
-        const LayerOffsets lay = layer_offsets(net.widths, k);
+            return bias_rows(i0, i0 + rows);
+        }
         const int64_t j0 = task * gemm_step<T>;
+        if (j0 == 0) bias_rows(0, lay.rows);
         T* transposed = plan.worker_pack(worker);
         pack_rows(plan.H[k - 1] + j0 * plan.ld, plan.ld, 1, gemm_step<T>, min_of(gemm_step<T>, lay.cols - j0), columns,
                   transposed);
@@ -572,7 +584,10 @@ double maps_risk_gradient(const NetSpec& net, const Maps& maps, const T* theta, 
             block_losses(net.loss, plan.Z[L], plan.ld, lL, batch.Y + m0 * lL, weight ? weight + m0 : nullptr,
                          uniform, c0, real_end, plan.losses, grad != nullptr);
             for (int64_t j = 0; j < lL; ++j) fill(plan.Z[L] + j * plan.ld + real_end, c1 - real_end, T(0));
-            if (grad) backward_chunk(net, maps, theta, plan, c0, c1, m0, worker);
+            if (grad) {
+                backward_chunk(net, maps, theta, plan, c0, c1, m0, worker);
+                pack_deltas(net, plan, round_up(valid, gemm_step<T>), c0, c1);
+            }
         });
         for (int64_t c = 0; c < valid; ++c) risk += double(weight ? weight[m0 + c] : uniform) * plan.losses[c];
         if (grad) weight_gradient(net, plan, round_up(valid, gemm_step<T>), grad);
