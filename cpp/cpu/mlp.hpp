@@ -74,15 +74,22 @@ struct Left {
     int64_t rows, K;
     const T* panels;
     int64_t packed_depth = 0, p0 = 0;  // a slice (columns): the panels' depth, the first column
-    // Calls run(a, a_row, a_col) for the tile of height R from row i0: where it starts and its
-    // strides (compile-time constants for panels).
-    template <int R, class Run>
+    // Calls run(a, a_row, a_col) for the R rows from row i0: where they start and their strides.
+    // Whole: a whole packed tile (R = kGemmRows), with compile-time strides. Otherwise (at most
+    // kTailRows rows: unpacked, or within a layer's last packed tile) runtime strides, one
+    // instantiation per height; 12-row tiles of every kind doubled the kernels' compile time.
+    template <int R, bool Whole, class Run>
     void tile(int64_t i0, const Run& run) const {
-        if (panels)
-            run(panels + i0 * (packed_depth ? packed_depth : K) + p0 * R, std::integral_constant<std::ptrdiff_t, 1>{},
+        const int64_t depth = packed_depth ? packed_depth : K;
+        if constexpr (Whole) {
+            run(panels + i0 * depth + p0 * R, std::integral_constant<std::ptrdiff_t, 1>{},
                 std::integral_constant<std::ptrdiff_t, R>{});
-        else
-            run(A + i0 * row + p0 * col, row, col);
+        } else {
+            if (!panels) return run(A + i0 * row + p0 * col, row, col);
+            const int64_t first = i0 / kGemmRows * kGemmRows;  // the panel holding row i0
+            const std::ptrdiff_t height = min_of(kGemmRows, rows - first);
+            run(panels + first * depth + p0 * height + (i0 - first), std::ptrdiff_t(1), height);
+        }
     }
     // The columns p0 + first .. p0 + first + count - 1 as an operand of depth count.
     Left columns(int64_t first, int64_t count) const {
@@ -125,12 +132,14 @@ struct Panels {
 
 // Rows i0..i0+rows-1 (rows <= R) of C in tiles of exactly that height, so that the last rows
 // of a layer keep several independent accumulator chains instead of one latency-bound chain.
+// Unpacked operands and the last rows of packed ones go in tiles of at most kTailRows rows.
+constexpr int kTailRows = kGemmRows < 6 ? kGemmRows : 6;
 template <class T, int R, class Epilogue>
 inline void gemm_rows(int64_t rows, const Left<T>& left, int64_t i0, const Panels<T>& B, int64_t c_begin,
                       int64_t c_end, const Epilogue& epi) {
     if constexpr (R > 0) {
         if (rows != R) return gemm_rows<T, R - 1>(rows, left, i0, B, c_begin, c_end, epi);
-        left.template tile<R>(i0, [&](const T* a, auto a_row, auto a_col) {
+        left.template tile<R, false>(i0, [&](const T* a, auto a_row, auto a_col) {
             for (int64_t c = c_begin; c < c_end; c += gemm_step<T>)
                 gemm_tile<T, R, kGemmVectors>(a, a_row, a_col, i0, B.at(c), B.stride(), c, left.K, epi);
         });
@@ -147,13 +156,14 @@ constexpr bool packs(int64_t rows, int64_t K) { return rows >= kPackMinRows && K
 template <class T, class Epilogue>
 inline void gemm_panels(const Left<T>& left, const Panels<T>& B, int64_t c_begin, int64_t c_end, const Epilogue& epi) {
     int64_t i = 0;
-    for (; i + kGemmRows <= left.rows; i += kGemmRows) {
-        left.template tile<kGemmRows>(i, [&](const T* a, auto a_row, auto a_col) {
+    for (; left.panels && i + kGemmRows <= left.rows; i += kGemmRows) {
+        left.template tile<kGemmRows, true>(i, [&](const T* a, auto a_row, auto a_col) {
             for (int64_t c = c_begin; c < c_end; c += gemm_step<T>)
                 gemm_tile<T, kGemmRows, kGemmVectors>(a, a_row, a_col, i, B.at(c), B.stride(), c, left.K, epi);
         });
     }
-    gemm_rows<T, kGemmRows - 1>(left.rows - i, left, i, B, c_begin, c_end, epi);
+    for (; i < left.rows; i += kTailRows)
+        gemm_rows<T, kTailRows>(min_of(kTailRows, left.rows - i), left, i, B, c_begin, c_end, epi);
 }
 
 // gemm_panels with B in place, or first copied into `pack` (scratch for K x (c_end - c_begin)
