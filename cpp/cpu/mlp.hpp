@@ -108,11 +108,14 @@ void pack_rows(const T* A, std::ptrdiff_t row, std::ptrdiff_t col, int64_t h, in
         for (int64_t r = 0; r < h; ++r) out[p * h + r] = r < valid ? A[r * row + p * col] : T(0);
 }
 
-// The panel of the row tile starting at i0 (a multiple of kGemmRows) into `panels` (rows x K).
+// The columns [p_begin, p_end) (default: all) of the panel of the row tile starting at i0 (a
+// multiple of kGemmRows) into `panels` (rows x K).
 template <class T>
-void pack_panel(const Left<T>& left, int64_t i0, T* panels) {
+void pack_panel(const Left<T>& left, int64_t i0, T* panels, int64_t p_begin = 0, int64_t p_end = -1) {
     const int64_t h = min_of(kGemmRows, left.rows - i0);
-    pack_rows(left.A + i0 * left.row, left.row, left.col, h, h, left.K, panels + i0 * left.K);
+    if (p_end < 0) p_end = left.K;
+    pack_rows(left.A + i0 * left.row + p_begin * left.col, left.row, left.col, h, h, p_end - p_begin,
+              panels + i0 * left.K + p_begin * h);
 }
 
 template <class T>
@@ -525,11 +528,8 @@ void pack_deltas(const NetSpec& net, const BlockPlan<T>& plan, int64_t columns, 
                  int64_t k_top = -1) {
     for (int64_t k = 1; k <= (k_top < 0 ? net.n_layers : k_top); ++k) {
         if (!plan.delta_panels[k]) continue;
-        for (int64_t i0 = 0; i0 < net.widths[k]; i0 += kGemmRows) {
-            const int64_t h = min_of(kGemmRows, net.widths[k] - i0);
-            pack_rows(plan.Z[k] + i0 * plan.ld + c0, plan.ld, 1, h, h, c1 - c0,
-                      plan.delta_panels[k] + i0 * columns + c0 * h);
-        }
+        const Left<T> D{plan.Z[k], plan.ld, 1, net.widths[k], columns, nullptr};
+        for (int64_t i0 = 0; i0 < net.widths[k]; i0 += kGemmRows) pack_panel(D, i0, plan.delta_panels[k], c0, c1);
     }
 }
 
