@@ -40,6 +40,7 @@ BUSY_CASES = [
     ((3, 64, 64, 64, 1), 512),
     ((64, 64, 10), 1347),  # the shape of scikit-learn's digits
     ((64, 256, 256, 256, 10), 1024),
+    ((64, 256, 256, 10), 2048),
 ]
 SWEEP_WIDTHS = [16, 32, 64, 128, 256, 512]
 SWEEP_BATCHES = [64, 256, 1024, 4096]
@@ -239,7 +240,7 @@ def on_one_thread(fn):
 def busy_rows(single, budget):
     """Each BUSY_CASE quiet and beside a spinning process; ratios are peer time / gengrad's."""
     print(f"\nquiet and with a busy neighbour (gengrad: {gengrad.get_num_threads()} threads, and 1)")
-    print(f"{'case':>30} {'load':>6} {'gengrad':>10} {'1 thread':>10} {'torch':>10} {'ratio':>6} "
+    print(f"{'case':>30} {'load':>6} {'gengrad':>10} {'1 thread':>10} {'÷1 thr':>6} {'torch':>10} {'ratio':>6} "
           f"{'jax':>10} {'ratio':>6}")
     rows = []
     for widths, M in BUSY_CASES:
@@ -249,8 +250,9 @@ def busy_rows(single, budget):
             with neighbour(busy):
                 timed = {name: median_seconds(fn, budget=budget) for name, fn in fns.items() if fn is not None}
             row = {"case": f"{widths} @{M}", "busy": busy, **{f"{k}_s": v for k, v in timed.items()}}
+            row["default_over_1_thread"] = timed["gengrad"] / timed["gengrad_1_thread"]
             line = (f"{row['case']:>30} {'busy' if busy else 'quiet':>6} {timed['gengrad'] * 1e3:>8.2f}ms "
-                    f"{timed['gengrad_1_thread'] * 1e3:>8.2f}ms")
+                    f"{timed['gengrad_1_thread'] * 1e3:>8.2f}ms {row['default_over_1_thread']:>6.2f}")
             for peer in ("torch", "jax"):
                 if peer in timed:
                     row[f"{peer}_ratio"] = timed[peer] / timed["gengrad"]

@@ -91,6 +91,30 @@ def test_counts_changed_by_other_threads_during_calls(restore_threads):
     assert outcomes == [True] * 4
 
 
+def test_results_beside_processes_that_take_the_cores(restore_threads):
+    """Processes spinning on every core preempt the pool's threads, which stops the helpers'
+    spinning (they sleep between jobs and are woken by each); then the neighbours leave and the
+    spinning comes back. Every call on 2 and 3 threads meanwhile returns the serial result."""
+    net, theta, X, Y = problem()
+    gengrad.set_num_threads(1)
+    serial = net.risk_and_gradient(theta, X, Y)
+    neighbours = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.2)
+        for n in (2, 3) * 15:
+            gengrad.set_num_threads(n)
+            risk, grad = net.risk_and_gradient(theta, X, Y)
+            assert risk == serial[0] and np.array_equal(grad, serial[1])
+    finally:
+        for process in neighbours:
+            process.kill()
+            process.wait()
+    gengrad.set_num_threads(2)
+    for _ in range(20):
+        risk, grad = net.risk_and_gradient(theta, X, Y)
+        assert risk == serial[0] and np.array_equal(grad, serial[1])
+
+
 @pytest.mark.parametrize("bad", [0, -1, 1025, 100_000, 2**31 - 1, 2**70])
 def test_counts_out_of_range_are_refused(bad, restore_threads):
     with pytest.raises(ValueError, match=f"n must be an integer from 1 to {gengrad.threads.MAX_THREADS}"):

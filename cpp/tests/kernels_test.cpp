@@ -5,6 +5,7 @@
 //   cmake -S . -B build/test -DGENGRAD_TESTS=ON ... && ninja -C build/test && ctest --test-dir build/test
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -329,9 +330,29 @@ void test_parallel_for() {
     }
 }
 
+// Helpers started for a job take part in it: each of the tasks waits (up to 10 s) until all
+// have begun, which only happens if every thread joined. Helpers used to read the job counter
+// after the job that started them had raised it, and sat out that job: a long first job (an
+// ensemble of flows) ran on one thread. Run first, while the pool has no helpers.
+void test_new_helpers_join_their_first_job() {
+    const int threads = 6;
+    std::atomic<int> begun{0}, timed_out{0};
+    gengrad::parallel_for(threads, threads, [&](int64_t, int) {
+        ++begun;
+        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (begun.load() < threads)
+            if (std::chrono::steady_clock::now() > give_up) {
+                ++timed_out;
+                return;
+            }
+    });
+    check(timed_out == 0, "parallel_for: helpers started for a job did not join it");
+}
+
 }  // namespace
 
 int main() {
+    test_new_helpers_join_their_first_job();
     std::vector<Net> nets = {
         make_net("relu", {1, 1}, gengrad::LossKind::squared_error),
         make_net("relu", {2, 5, 1}, gengrad::LossKind::squared_error),
