@@ -7,6 +7,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -142,6 +143,16 @@ def test_environment_variable_out_of_range_fails_the_import_naming_it(value):
     done = run_python("import gengrad", GENGRAD_NUM_THREADS=value)
     assert done.returncode != 0
     assert f"GENGRAD_NUM_THREADS='{value}': expected an integer from 1 to" in done.stderr
+
+
+def test_the_command_reports_a_bad_environment_variable_in_one_line():
+    command = shutil.which("gengrad", path=os.path.dirname(sys.executable))
+    if command is None:
+        pytest.skip("the gengrad command is not installed beside this Python")
+    done = subprocess.run([command, "info"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "GENGRAD_NUM_THREADS": "abc"})
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == "gengrad: GENGRAD_NUM_THREADS='abc': expected an integer from 1 to 1024\n"
 
 
 @pytest.mark.parametrize("value", ["3", " 3", "3 "])

@@ -5,9 +5,20 @@
     >>> theta = net.init(seed=0)
     >>> risk, G = net.risk_and_gradient(theta, np.zeros((4, 2)), np.ones((4, 1)))
 """
+import os
+import sys
 from typing import Any
 
-from . import _core, activations, cuda, datasets, jobs, reference, sweeps, threads
+try:
+    from . import _core
+except ImportError as error:
+    # The `gengrad` command imports this package before its own code runs, so it cannot catch
+    # this (a bad GENGRAD_NUM_THREADS): it gets one line and status 2 as for its other errors.
+    if os.path.basename(sys.argv[0]) == "gengrad" and "GENGRAD_" in str(error):
+        print(f"gengrad: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    raise
+from . import activations, cuda, datasets, jobs, reference, sweeps, threads
 from .ensemble import Ensemble
 from .gradient_flow import FlowResult, flow
 from .network import Network
