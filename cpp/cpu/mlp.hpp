@@ -376,18 +376,14 @@ struct BlockPlan {
         // where nothing packs: 5 GB a thread for widths (1, 10^7, 1) in float64.
         // A weight gradient by panels needs D_k packed and, per worker, a slice of H_{k-1}^T.
         int64_t pack_depth = 0, panel_elements = 0;
-        const bool panels = block >= kPanelMinSamples, gradient = passes == Passes::gradient;
         bool transposes = false;
         for (int64_t k = 1; k <= L; ++k) {
             const int64_t rows = net.widths[k], cols = net.widths[k - 1];
             if (packs(rows, cols)) pack_depth = max_of(pack_depth, cols);
             if (k >= 2 && packs(cols, rows)) pack_depth = max_of(pack_depth, rows);
-            if (panels && packs(rows, cols)) panel_elements += rows * cols;
-            if (panels && gradient && k >= 2 && packs(cols, rows)) panel_elements += rows * cols;
-            if (gradient && panel_gradient(rows, cols)) {
-                panel_elements += rows * ld;
-                transposes = true;
-            }
+            const LayerPanels sizes = layer_panels(net, k, passes);
+            panel_elements += sizes.forward + sizes.backward + sizes.delta;
+            transposes = transposes || sizes.delta > 0;
         }
         pack_stride = round_up(max_of(pack_depth * min_of(kChunk, ld), transposes ? kGradientPanels * gemm_step<T> * ld : 0), lanes<T>);
         threads = int(min_of(call_threads(), chunks(block)));
@@ -412,23 +408,32 @@ struct BlockPlan {
         }
         pack = next;
         next += pack_elements;
+        const auto take = [&](int64_t elements) {
+            T* start = elements > 0 ? next : nullptr;
+            next += elements;
+            return start;
+        };
         for (int64_t k = 1; k <= L; ++k) {
-            const int64_t rows = net.widths[k], cols = net.widths[k - 1];
-            forward_panels[k] = backward_panels[k] = delta_panels[k] = nullptr;
-            if (panels && packs(rows, cols)) {
-                forward_panels[k] = next;
-                next += rows * cols;
-            }
-            if (panels && gradient && k >= 2 && packs(cols, rows)) {
-                backward_panels[k] = next;
-                next += rows * cols;
-            }
-            if (gradient && panel_gradient(rows, cols)) {
-                delta_panels[k] = next;
-                next += rows * ld;
-            }
+            const LayerPanels sizes = layer_panels(net, k, passes);
+            forward_panels[k] = take(sizes.forward);
+            backward_panels[k] = take(sizes.backward);
+            delta_panels[k] = take(sizes.delta);
         }
         losses = reinterpret_cast<double*>(next);
+    }
+
+    // The elements of layer k's forward, backward and delta panels (0: that one has none), for
+    // the plan's block (weight panels from kPanelMinSamples; the backward and delta panels for
+    // gradients only).
+    struct LayerPanels {
+        int64_t forward, backward, delta;
+    };
+    LayerPanels layer_panels(const NetSpec& net, int64_t k, Passes passes) const {
+        const int64_t rows = net.widths[k], cols = net.widths[k - 1];
+        const bool weights = block >= kPanelMinSamples, gradient = passes == Passes::gradient;
+        return {weights && packs(rows, cols) ? rows * cols : 0,
+                weights && gradient && k >= 2 && packs(cols, rows) ? rows * cols : 0,
+                gradient && panel_gradient(rows, cols) ? rows * ld : 0};
     }
     T* worker_pack(int worker) const { return pack + worker * pack_stride; }
     int64_t chunks(int64_t valid) const { return (round_up(valid, gemm_step<T>) + kChunk - 1) / kChunk; }
