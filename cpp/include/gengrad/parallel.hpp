@@ -11,6 +11,7 @@
 // child (whose copy has no helper threads). A loop started inside a task runs on its thread.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
 namespace gengrad {
 
@@ -44,21 +45,21 @@ using IdleFunction = void (*)(void* context);
 void run_tasks(int64_t n_tasks, int threads, TaskFunction body, void* context, IdleFunction idle = nullptr,
                void* idle_context = nullptr);
 
-template <class Body>
-void parallel_for(int64_t n_tasks, int threads, const Body& body) {
-    run_tasks(
-        n_tasks, threads,
-        [](void* context, int64_t task, int worker) { (*static_cast<const Body*>(context))(task, worker); },
-        const_cast<void*>(static_cast<const void*>(&body)));
-}
+// run_tasks for lambdas: body(task, worker) and, if given, idle().
+struct NoIdle {};
 
-template <class Body, class Idle>
-void parallel_for(int64_t n_tasks, int threads, const Body& body, const Idle& idle) {
+template <class Body, class Idle = NoIdle>
+void parallel_for(int64_t n_tasks, int threads, const Body& body, const Idle& idle = {}) {
+    IdleFunction idle_function = nullptr;
+    void* idle_context = nullptr;
+    if constexpr (!std::is_same_v<Idle, NoIdle>) {
+        idle_function = [](void* context) { (*static_cast<const Idle*>(context))(); };
+        idle_context = const_cast<void*>(static_cast<const void*>(&idle));
+    }
     run_tasks(
         n_tasks, threads,
         [](void* context, int64_t task, int worker) { (*static_cast<const Body*>(context))(task, worker); },
-        const_cast<void*>(static_cast<const void*>(&body)),
-        [](void* context) { (*static_cast<const Idle*>(context))(); }, const_cast<void*>(static_cast<const void*>(&idle)));
+        const_cast<void*>(static_cast<const void*>(&body)), idle_function, idle_context);
 }
 
 }  // namespace gengrad
