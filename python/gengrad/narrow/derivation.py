@@ -318,3 +318,12 @@ def _poly_at(poly: sp.Poly, z: mpmath.mpc) -> mpmath.mpc:
 
 def _coeff(poly: sp.Poly, degree: int) -> mpmath.mpf:
     return _mpf(poly.coeff_monomial(S**degree))
+
+
+def number_text(x: object, digits: int = 10) -> str:
+    """x (an mpmath or Python number) to `digits` significant digits; complex only where its
+    imaginary part is not negligible (above 1e-12 of its size)."""
+    z = mpmath.mpmathify(x)
+    if isinstance(z, mpmath.mpc) and abs(mpmath.im(z)) > 1e-12 * max(1, abs(z)):
+        return str(mpmath.nstr(z, digits))
+    return str(mpmath.nstr(mpmath.re(z), digits))

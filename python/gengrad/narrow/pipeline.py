@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional, TypedDict, Union
+from typing import Callable, Optional, TypedDict
 
 import mpmath
 import numpy as np
@@ -10,7 +10,18 @@ import sympy as sp
 
 from .checks import FlowCheck, check_against_gengrad, check_flow
 from .continuation import Monodromy, monodromy
-from .derivation import DIGITS, Derivation, Model, TargetLike, W, derive, exponent_polynomials, model, rational_target
+from .derivation import (
+    DIGITS,
+    Derivation,
+    Model,
+    TargetLike,
+    W,
+    derive,
+    exponent_polynomials,
+    model,
+    number_text,
+    rational_target,
+)
 from .group import GroupEvidence, Quantity, analyse_group, point_name, trace
 from .hypergeometric import GaussForm, KimuraResult, gauss_form, kimura
 
@@ -42,17 +53,10 @@ _VERDICTS = {
 }
 
 
-def _num(x: Union[mpmath.mpc, complex], digits: int = 10) -> str:
-    z = mpmath.mpmathify(x)
-    if isinstance(z, mpmath.mpc) and abs(mpmath.im(z)) > 1e-12 * max(1, abs(z)):
-        return str(mpmath.nstr(z, digits))
-    return str(mpmath.nstr(mpmath.re(z), digits))
-
-
 def _bounded(q: Quantity) -> str:
     """A quantity with its bound; for one that differs from 0, also by how many bounds."""
     margin = f", {q.margin(0):.1e} bounds from 0" if q.differs_from(0) else ", 0 within it"
-    return f"{q.label} = {_num(q.value)}  (bound {q.bound:.1e}{margin})"
+    return f"{q.label} = {number_text(q.value)}  (bound {q.bound:.1e}{margin})"
 
 
 class Analysis(TypedDict):
@@ -130,7 +134,7 @@ def report(architecture: str = "biased", activation: str = "tanh", target: Targe
     out(f"   {'singular point':>28}  {'factor of the denominator':<34} {'exponents (eig Res)':<30} on Γ")
     for p in d.singular_points + [d.infinity]:
         where = "∞" if p is d.infinity else point_name(p)
-        exps = ", ".join(_num(e, 8) for e in p.exponents)
+        exps = ", ".join(number_text(e, 8) for e in p.exponents)
         out(f"   {where:>28}  {str(p.factor):<34} {exps:<30} {'yes' if p.on_curve else 'no'}")
     out("   exponents exactly (their minimal polynomials over Q, per factor of the denominator):")
     for factor, polys in exponent_polynomials(d).items():
@@ -149,7 +153,8 @@ def report(architecture: str = "biased", activation: str = "tanh", target: Targe
     with mpmath.workdps(DIGITS):
         for loop in mono.loops:
             M = loop.matrix
-            out(f"   {point_name(loop.point):>28}  {_num(trace(M), 14):<40} {_num(mpmath.det(M), 14):<40} "
+            out(f"   {point_name(loop.point):>28}  {number_text(trace(M), 14):<40} "
+                f"{number_text(mpmath.det(M), 14):<40} "
                 f"{float(mpmath.mnorm(M - loop.coarse, 1)):.1e}")
     out("   identities the fine matrices satisfy (largest residual):")
     for name, value in mono.checks.items():
@@ -162,7 +167,7 @@ def report(architecture: str = "biased", activation: str = "tanh", target: Targe
     if group.central is not None:
         holds = "not 0: their conjugates by it joined the generators" if group.central.differs_from(0) else \
             "0 within it: the loops generate Γ's whole monodromy"
-        out(f"     loops off Γ against the generators: {group.central.label} = {_num(group.central.value)} "
+        out(f"     loops off Γ against the generators: {group.central.label} = {number_text(group.central.value)} "
             f"(bound {group.central.bound:.1e}; {holds})")
     if group.verdict == "abelian" and group.commutators:
         worst = max(group.commutators, key=lambda q: q.value)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import mpmath
 
-from .derivation import DIGITS
+from .derivation import DIGITS, number_text
 from .irregular import FormalInvariants, formal_invariants
 from .relaxation import Relaxation, relaxation_model, splits
 from .relaxation_checks import RelaxationCheck, check_relaxation
@@ -72,15 +72,8 @@ def analyse_relaxation(activation: str, control: bool = False) -> RelaxationAnal
     return RelaxationAnalysis(r, check, splits(r), formal_invariants(r.coefficients), stokes, verdict, reason)
 
 
-def _num(x: Any, digits: int = 8) -> str:
-    z = complex(x)
-    if abs(z.imag) > 1e-12 * max(1.0, abs(z)):
-        return f"{z.real:.{digits}g}{z.imag:+.{digits}g}i"
-    return f"{z.real:.{digits}g}"
-
-
 def _matrix(M: mpmath.matrix) -> str:
-    return "[[" + "], [".join(", ".join(_num(M[i, j], 6) for j in range(2)) for i in range(2)) + "]]"
+    return "[[" + "], [".join(", ".join(number_text(M[i, j], 6) for j in range(2)) for i in range(2)) + "]]"
 
 
 def _conditions(a: RelaxationAnalysis) -> list[tuple[str, str, bool]]:
@@ -90,17 +83,17 @@ def _conditions(a: RelaxationAnalysis) -> list[tuple[str, str, bool]]:
     sums = (sum(r.inputs), sum(x * y for x, y in zip(r.inputs, r.targets)))
     if r.construction == "width2":
         rows += [("Σx = 0 and Σxy = 0 (P invariant)", f"{sums[0]}, {sums[1]}", sums == (0, 0)),
-                 ("σ(0) ≠ 0 (motion on P: κ = 6σ(0)² > 0)", _num(g.value), abs(g.value) > 1e-30),
-                 ("σ'(0) ≠ 0 (the neurons couple)", _num(g.slope), abs(g.slope) > 1e-30),
+                 ("σ(0) ≠ 0 (motion on P: κ = 6σ(0)² > 0)", number_text(g.value), abs(g.value) > 1e-30),
+                 ("σ'(0) ≠ 0 (the neurons couple)", number_text(g.slope), abs(g.slope) > 1e-30),
                  ("a₁(0) ≠ a₂(0) (not the control)", f"{r.start[0]}, {r.start[1]}", r.start[0] != r.start[1])]
     else:
-        rows += [("σ'(u*) = 0 (P invariant)", f"u* = {_num(g.point, 12)}, σ'(u*) = {_num(g.slope, 3)}",
+        rows += [("σ'(u*) = 0 (P invariant)", f"u* = {number_text(g.point, 12)}, σ'(u*) = {number_text(g.slope, 3)}",
                   abs(g.slope) < mpmath.mpf(10) ** (10 - DIGITS)),
-                 ("σ''(u*) ≠ 0 (the NVE is not trivial)", _num(g.curvature), abs(g.curvature) > 1e-30),
+                 ("σ''(u*) ≠ 0 (the NVE is not trivial)", number_text(g.curvature), abs(g.curvature) > 1e-30),
                  ("Σx ≠ 0 or Σxy ≠ 0 (not the control)", f"{sums[0]}, {sums[1]}", sums != (0, 0))]
     leading = a.infinity.leading
     rows.append(("λ₁ ≠ λ₂ (A₁'s eigenvalues: ∞ of Poincaré rank 2, unramified)",
-                 ", ".join(_num(x, 6) for x in leading), len(leading) == 2 and leading[0] != leading[1]))
+                 ", ".join(number_text(x, 6) for x in leading), len(leading) == 2 and leading[0] != leading[1]))
     return rows
 
 
@@ -117,8 +110,9 @@ def report_relaxation(activation: str, controls: bool = True, out: Callable[[str
     out(f"construction {r}")
     where = "biases held at 0, " if r.construction == "width2" else ""
     out(f"   gengrad widths {r.widths} ({where}parameters at {r.gengrad_indices}), sample_weight ½ each")
-    out(f"\n0. σ enters through its germ at u₀ = {_num(g.point, 12)}: σ = {_num(g.value)}, σ' = {_num(g.slope, 3)}, "
-        f"σ'' = {_num(g.curvature)}")
+    out(f"\n0. σ enters through its germ at u₀ = {number_text(g.point, 12)}: σ = {number_text(g.value)}, "
+        f"σ' = {number_text(g.slope, 3)}, "
+        f"σ'' = {number_text(g.curvature)}")
     out("   the construction's conditions (the part the abstract's 'mild conditions' play):")
     for statement, value, holds in _conditions(a):
         out(f"     {statement:<62} {value:<34} {'holds' if holds else 'FAILS'}")
@@ -128,7 +122,7 @@ def report_relaxation(activation: str, controls: bool = True, out: Callable[[str
     out(f"   gengrad's −G on Γ against the curve's velocity: {a.check.field:.1e} (relative)")
     plane = ", ".join(f"{p} = {v}" for p, v in r.plane.items())
     out(f"\n2. invariant plane P: {plane}; F's normal components on P: {r.normal_on_plane[0]}, {r.normal_on_plane[1]}")
-    out(f"\n3. particular solution Γ: z = e^(−κt), κ = {r.kappa} = {_num(r.numeric(r.kappa))};")
+    out(f"\n3. particular solution Γ: z = e^(−κt), κ = {r.kappa} = {number_text(r.numeric(r.kappa))};")
     out("   θ(z) = " + ", ".join(f"{p} = {r.curve[p]}" for p in r.params))
     out(f"   F(θ(z)) + κ z dθ/dz = {r.curve_residual} (symbolically); DOP853 on gengrad's gradient from z = 1 "
         f"stays within {a.check.flow:.1e} of θ(e^(−κt)) to t = {a.check.t_end:g}")
@@ -136,12 +130,12 @@ def report_relaxation(activation: str, controls: bool = True, out: Callable[[str
     for name, A in zip(("A₋₁", "A₀", "A₁"), r.coefficients):
         out(f"     {name} = {_matrix(A)}")
     out(f"   against fourth-order differences of gengrad's G: {a.check.normal_jacobian:.1e} (relative)")
-    exponents0 = ", ".join(_num(x) for x in mpmath.eig(r.coefficients[0])[0])
+    exponents0 = ", ".join(number_text(x) for x in mpmath.eig(r.coefficients[0])[0])
     out(f"   z = 0: regular singular (simple pole; Γ's equilibrium), exponents {exponents0}")
     out(f"   z = ∞: irregular, Poincaré rank {inf.rank}; formal solutions e^(q_j) z^(ρ_j) (e_j + O(1/z)):")
     for j in range(len(inf.leading)):
-        q = f"{_num(inf.leading[j])} z²/2 + {_num(inf.linear[j])} z".replace("+ -", "− ")
-        out(f"     q_{j + 1} = {q},  ρ_{j + 1} = {_num(inf.exponents[j])}")
+        q = f"{number_text(inf.leading[j])} z²/2 + {number_text(inf.linear[j])} z".replace("+ -", "− ")
+        out(f"     q_{j + 1} = {q},  ρ_{j + 1} = {number_text(inf.exponents[j])}")
     out("   monodromy: Γ ≅ C* (z), one loop, around z = 0: a cyclic group, abelian for every network,")
     out("   so it shows nothing; the Galois group is read at ∞ (Ramis: exponential torus, formal")
     out("   monodromy, Stokes matrices).")
@@ -155,8 +149,8 @@ def report_relaxation(activation: str, controls: bool = True, out: Callable[[str
         for k in range(4):
             c, bound, p, p_bound = st.multipliers[k], st.bounds[k], st.products[k], st.product_bounds[k]
             kind = "lower" if k % 2 == 0 else "upper"
-            out(f"     ray arg z = {st.rays[k]:+.4f} ({kind})  c_{k} = {_num(c, 10):<28} ± {bound:.0e}"
-                f"   p_{k} = {_num(p, 10):<28} ({abs(p) / p_bound:.1e} bounds from 0)")
+            out(f"     ray arg z = {st.rays[k]:+.4f} ({kind})  c_{k} = {number_text(c, 10):<28} ± {bound:.0e}"
+                f"   p_{k} = {number_text(p, 10):<28} ({abs(p) / p_bound:.1e} bounds from 0)")
         out(f"   check: tr(e^(2πiR) S₃S₂S₁S₀) = tr(monodromy around 0) to {st.identity:.1e}")
     out(f"   the coefficients A(z₁), A(z₂) commute (exact: the NVE splits): {'yes' if a.splits else 'no'}")
     out(f"\n   verdict: {_VERDICTS[a.verdict]}" + (f" ({a.reason})" if a.reason else ""))
