@@ -18,9 +18,11 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     parser.add_argument("--digits", type=int, help="tanh and identity: digits of the fine monodromy integration "
                         "(default 30; 0: double precision only)")
     parser.add_argument("--no-contrasts", action="store_true", help="skip the contrast models (the controls)")
-    parser.add_argument("--certify", action="store_true", help="tanh and identity: enclose the monodromy in ball "
-                        "arithmetic and prove the verdict (the certify extra: python-flint)")
-    parser.add_argument("--bits", type=int, default=128, help="with --certify: truncation 2^-bits a step")
+    parser.add_argument("--certify", action="store_true", help="prove the verdict in ball arithmetic (the certify "
+                        "extra: python-flint): tanh and identity by enclosing the monodromy, the others by the "
+                        "trace identity of their Stokes data")
+    parser.add_argument("--bits", type=int, default=128, help="with --certify: truncation 2^-bits a step (tanh, "
+                        "identity) or the balls' precision (the others)")
     parser.set_defaults(run=narrow)
 
 
@@ -31,11 +33,17 @@ def narrow(args: argparse.Namespace) -> int:
     try:
         if args.activation in park.CONSTRUCTIONS:
             given = [f"--{name}" for name in ("architecture", "target", "digits") if getattr(args, name) is not None]
-            given += ["--certify"] if args.certify else []
             if given:
                 raise ValueError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to tanh and "
                                  f"identity only; {args.activation} takes the "
                                  f"{park.CONSTRUCTIONS[args.activation]} construction")
+            if args.certify:
+                stokes = park.certify_stokes(args.activation, bits=args.bits)
+                park.report_stokes_certificate(stokes)
+                if not args.no_contrasts:
+                    park.report_stokes_certificate(park.certify_stokes(park.relaxation_model(args.activation, True),
+                                                                       bits=args.bits))
+                return 0 if stokes.verdict == "certified" else 1
             park.report_relaxation(args.activation, controls=not args.no_contrasts)
         elif args.certify:
             model = park.model(args.architecture or "biased", args.activation, args.target or "1")

@@ -45,6 +45,7 @@ from .relaxation import CONSTRUCTIONS, Germ, Relaxation, germ, relaxation_model,
 from .relaxation_checks import RelaxationCheck, check_relaxation
 from .relaxation_report import RelaxationAnalysis, analyse_relaxation, report_relaxation
 from .stokes import StokesData, monodromy_identity, stokes_data, stokes_verdict
+from .stokes_certification import StokesCertificate, certify_stokes, report_stokes_certificate
 
 __all__ = [
     "FlowCheck", "check_against_gengrad", "check_flow", "ACTIVATIONS", "ARCHITECTURES", "N1", "N2",
@@ -55,5 +56,5 @@ __all__ = [
     "formal_invariants", "formal_solution", "stokes_data", "stokes_verdict", "monodromy_identity", "CONSTRUCTIONS",
     "Germ", "Relaxation", "germ", "relaxation_model", "splits", "RelaxationCheck", "check_relaxation",
     "RelaxationAnalysis", "analyse_relaxation", "report_relaxation", "Certificate", "CertifiedLoop", "certify",
-    "report_certificate",
+    "report_certificate", "StokesCertificate", "certify_stokes", "report_stokes_certificate",
 ]

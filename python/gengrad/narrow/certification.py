@@ -33,7 +33,7 @@ from .continuation import lasso_paths, steps_along
 from .derivation import Derivation, S, SingularPoint, as_fraction
 
 
-def _flint() -> Any:
+def load_flint() -> Any:
     try:
         import flint
     except ImportError:
@@ -317,7 +317,7 @@ def certify(derivation: Derivation, bits: int = 128, corners: int = 8, ratio: fl
         raise ValueError(f"corners must be an integer >= 4, got {corners!r}")
     if not (isinstance(ratio, (int, float)) and 0.05 <= ratio <= 0.5):
         raise ValueError(f"ratio must be a number in [0.05, 0.5], got {ratio!r}")
-    flint = _flint()
+    flint = load_flint()
     start = time.perf_counter()
     saved = flint.ctx.prec
     flint.ctx.prec = bits + 32
