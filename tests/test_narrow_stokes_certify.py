@@ -71,6 +71,20 @@ def test_perturbed_controls(models, entries, certified):
     P = sp.Matrix(entries) * sp.Rational(1, 100)
     certificate = narrow.certify_stokes(dataclasses.replace(r, jacobian=r.jacobian - P * r.kappa * Z))
     assert (certificate.verdict == "certified") == certified, certificate.reason
+    assert certified or "contains 0" in certificate.reason
+
+
+def test_what_the_balls_cannot_prove_is_not_certified(models):
+    """The guards: a critical construction whose σ' has no root (sigmoid's) fails the sign
+    change that encloses u*; an NVE that is not rational in z, or a curve that does not solve
+    the flow, is refused rather than certified or crashed on."""
+    r = models[("silu", False)]
+    no_root = narrow.certify_stokes(dataclasses.replace(r, activation="sigmoid"))
+    assert no_root.verdict == "not certified" and "σ' does not provably change sign" in no_root.reason
+    not_rational = narrow.certify_stokes(dataclasses.replace(r, jacobian=r.jacobian + sp.exp(Z) * sp.eye(2)))
+    assert not_rational.verdict == "not certified" and "not of the form" in not_rational.reason
+    off_curve = narrow.certify_stokes(dataclasses.replace(r, curve_residual=[Z, 0, 0, 0]))
+    assert off_curve.verdict == "not certified" and "residuals are not 0" in off_curve.reason
 
 
 def test_radii_shrink_as_the_precision_rises(models):
