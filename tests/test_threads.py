@@ -93,9 +93,10 @@ def test_counts_changed_by_other_threads_during_calls(restore_threads):
 
 
 def test_results_beside_processes_that_take_the_cores(restore_threads):
-    """Processes spinning on every core preempt the pool's threads, which stops the helpers'
-    spinning (they sleep between jobs and are woken by each); then the neighbours leave and the
-    spinning comes back. Every call on 2 and 3 threads meanwhile returns the serial result."""
+    """Processes spinning on every core preempt the pool's threads, which usually stops the
+    helpers' spinning (they then sleep between jobs and are woken by each; nothing here checks
+    which path ran); then the neighbours leave. Every call on 2 and 3 threads, during and after,
+    returns the serial result."""
     net, theta, X, Y = problem()
     gengrad.set_num_threads(1)
     serial = net.risk_and_gradient(theta, X, Y)
