@@ -243,6 +243,7 @@ constexpr int64_t kGradientSlice = 1024;
 // panel a task streamed all of D_k per 32 columns (float32); three made the weight gradient's
 // calls 2-6 % faster on 2 threads than one or two (A/B, alternating processes), four no better.
 constexpr int64_t kGradientPanels = 3;
+constexpr int64_t kGradientTasksPerThread = 4;
 
 template <class T>
 struct GradientEpilogue {  // dW(i, j..) += acc for the columns j < cols
@@ -551,11 +552,22 @@ void pack_deltas(const NetSpec& net, const BlockPlan<T>& plan, int64_t columns, 
 template <class T>
 void weight_gradient(const NetSpec& net, const BlockPlan<T>& plan, int64_t columns, T* grad, int64_t k_top = -1) {
     if (k_top < 0) k_top = net.n_layers;
-    TaskGroups tasks;  // group k - 1: layer k
-    for (int64_t k = 1; k <= k_top; ++k)
-        tasks.add(plan.delta_panels[k] ? (net.widths[k - 1] + kGradientPanels * gemm_step<T> - 1) / (kGradientPanels * gemm_step<T>)
-                                       : (net.widths[k] + kDotRows - 1) / kDotRows);
-    parallel_for(tasks.total(), plan.threads_for(forward_work(net, columns)), [&](int64_t task, int worker) {
+    const int threads = plan.threads_for(forward_work(net, columns));
+    // Several panels a task only where that leaves tasks enough for the threads: (64,64,10) at
+    // 1347 samples had one task for its first layer and lost its second thread (0.85 -> 1.02 of
+    // the 1-thread time).
+    const auto split = [&](int64_t panels_per_task) {
+        TaskGroups groups;  // group k - 1: layer k
+        const int64_t width = panels_per_task * gemm_step<T>;
+        for (int64_t k = 1; k <= k_top; ++k)
+            groups.add(plan.delta_panels[k] ? (net.widths[k - 1] + width - 1) / width
+                                            : (net.widths[k] + kDotRows - 1) / kDotRows);
+        return groups;
+    };
+    int64_t panels_per_task = kGradientPanels;
+    TaskGroups tasks = split(panels_per_task);
+    if (tasks.total() < kGradientTasksPerThread * threads) tasks = split(panels_per_task = 1);
+    parallel_for(tasks.total(), threads, [&](int64_t task, int worker) {
         const int64_t k = tasks.group_of(task) + 1;
         const LayerOffsets lay = layer_offsets(net.widths, k);
         const auto bias_rows = [&](int64_t i0, int64_t i1) {
@@ -567,10 +579,10 @@ void weight_gradient(const NetSpec& net, const BlockPlan<T>& plan, int64_t colum
                                   lay.cols);
             return bias_rows(i0, i0 + rows);
         }
-        const int64_t j0 = task * kGradientPanels * gemm_step<T>;
+        const int64_t j0 = task * panels_per_task * gemm_step<T>;
         if (j0 == 0) bias_rows(0, lay.rows);
         T* transposed = plan.worker_pack(worker);
-        const int64_t j1 = min_of(j0 + kGradientPanels * gemm_step<T>, round_up(lay.cols, gemm_step<T>));
+        const int64_t j1 = min_of(j0 + panels_per_task * gemm_step<T>, round_up(lay.cols, gemm_step<T>));
         for (int64_t j = j0; j < j1; j += gemm_step<T>)
             pack_rows(plan.H[k - 1] + j * plan.ld, plan.ld, 1, gemm_step<T>, min_of(gemm_step<T>, lay.cols - j), columns,
                       transposed + (j - j0) * columns);
