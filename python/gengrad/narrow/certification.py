@@ -220,8 +220,12 @@ def _product(A: list[list[Any]], B: list[list[Any]]) -> list[list[Any]]:
     return [[A[i][0] * B[0][j] + A[i][1] * B[1][j] for j in range(2)] for i in range(2)]
 
 
+def _determinant(A: list[list[Any]]) -> Any:
+    return A[0][0] * A[1][1] - A[0][1] * A[1][0]
+
+
 def _inverse(A: list[list[Any]]) -> list[list[Any]]:
-    det = A[0][0] * A[1][1] - A[0][1] * A[1][0]
+    det = _determinant(A)
     return [[A[1][1] / det, -A[0][1] / det], [-A[1][0] / det, A[0][0] / det]]
 
 
@@ -230,7 +234,7 @@ def _trace(A: list[list[Any]]) -> Any:
 
 
 def _normalised(A: list[list[Any]]) -> list[list[Any]]:
-    det = A[0][0] * A[1][1] - A[0][1] * A[1][0]
+    det = _determinant(A)
     # any square root normalises; away from the cut of acb's sqrt, whose ball would cover both
     root = det.sqrt() if float(det.real.mid()) >= 0 else (-det).sqrt() * type(det)(0, 1)
     return [[A[i][j] / root for j in range(2)] for i in range(2)]

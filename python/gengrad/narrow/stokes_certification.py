@@ -29,7 +29,7 @@ from typing import Any, Callable, Union
 
 import sympy as sp
 
-from .certification import load_flint
+from .certification import _determinant, _excludes_zero, _inverse, _product, _trace, load_flint
 from .relaxation import SIGMA0, SIGMA1, SIGMA2, Relaxation, U, Z, activation_expression, relaxation_model
 
 
@@ -144,23 +144,15 @@ def _coefficient_balls(flint: Any, r: Relaxation, germ: dict[str, Any]) -> list[
     return matrices
 
 
-def _product(A: list[list[Any]], B: list[list[Any]]) -> list[list[Any]]:
-    return [[A[i][0] * B[0][j] + A[i][1] * B[1][j] for j in range(2)] for i in range(2)]
-
-
-def _excludes_zero(x: Any) -> bool:
-    return not x.contains(0)
-
-
 def trace_gap(flint: Any, coefficients: list[list[list[Any]]]) -> tuple[str, Any, dict[str, tuple[str, Any]]]:
     """For balls [A₋₁, A₀, A₁]: ("", the ball of e^{2πiσ₁} + e^{2πiσ₂} − e^{2πiρ₁} − e^{2πiρ₂},
     the witnesses of its preconditions), or (the precondition that failed, None, ...)."""
     residue, A0, A1 = coefficients
     witnesses: dict[str, tuple[str, Any]] = {}
     two_pi_i = flint.acb(0, 2) * flint.arb.pi()
-    trace1, det1 = A1[0][0] + A1[1][1], A1[0][0] * A1[1][1] - A1[0][1] * A1[1][0]
-    root = (trace1 * trace1 - 4 * det1).sqrt()
-    if not _excludes_zero(root):
+    trace1 = _trace(A1)
+    root = (trace1 * trace1 - 4 * _determinant(A1)).sqrt()
+    if not _excludes_zero(flint, root):
         return "the eigenvalues of A₁ are not provably distinct (rank 2 with distinct λ)", None, witnesses
     witnesses["rank 2, distinct λ"] = ("λ₁ − λ₂", root)
     lam = [(trace1 + root) / 2, (trace1 - root) / 2]
@@ -168,13 +160,12 @@ def trace_gap(flint: Any, coefficients: list[list[list[Any]]]) -> tuple[str, Any
     vectors = []
     for value in lam:
         first, second = [A1[0][0] - value, A1[0][1]], [A1[1][0], A1[1][1] - value]
-        row = first if _excludes_zero(first[0]) or _excludes_zero(first[1]) else second
+        row = first if _excludes_zero(flint, first[0]) or _excludes_zero(flint, first[1]) else second
         vectors.append([row[1], -row[0]])
     V = [[vectors[0][0], vectors[1][0]], [vectors[0][1], vectors[1][1]]]
-    determinant = V[0][0] * V[1][1] - V[0][1] * V[1][0]
-    if not _excludes_zero(determinant):
+    if not _excludes_zero(flint, _determinant(V)):
         return "no eigenvector basis of A₁ was proved", None, witnesses
-    inverse = [[V[1][1] / determinant, -V[0][1] / determinant], [-V[1][0] / determinant, V[0][0] / determinant]]
+    inverse = _inverse(V)
     B_residue, B0 = (_product(_product(inverse, M), V) for M in (residue, A0))
     rho = [B_residue[j][j] + B0[j][1 - j] * B0[1 - j][j] / (lam[j] - lam[1 - j]) for j in range(2)]
     formal = (two_pi_i * rho[0]).exp() + (two_pi_i * rho[1]).exp()
@@ -208,7 +199,7 @@ def certify_stokes(model: Union[str, Relaxation], bits: int = 128) -> StokesCert
         failed, gap, certificate.witnesses = trace_gap(flint, _coefficient_balls(flint, model, certificate.germ))
         if failed:
             certificate.reason = failed
-        elif _excludes_zero(gap):
+        elif _excludes_zero(flint, gap):
             certificate.verdict = "certified"
             certificate.witnesses["Stokes data on both parities"] = ("tr M₀ − tr e^{2πiR}", gap)
         else:
