@@ -69,7 +69,7 @@ void watch_preemptions() {
         window_start = now;
         in_window = 0;
     }
-    in_window += int(preemptions < kBusyPreemptions ? preemptions : kBusyPreemptions);
+    in_window += int(preemptions);
     if (in_window >= kBusyPreemptions) g_spin_resumes.store((now + kBusyHold).time_since_epoch().count());
 }
 
