@@ -107,8 +107,7 @@ void frozen_hidden(const NetSpec& net, const T* theta, const T* direction, const
     for (int64_t m0 = 0; m0 < M; m0 += plan.block) {
         const int64_t valid = min_of(plan.block, M - m0);
         const int64_t n_chunks = plan.chunks(valid);
-        parallel_for(n_chunks, plan.threads_for(forward_work(net, plan.ld) * (direction ? 2 : 1)),
-                     [&](int64_t chunk, int worker) {
+        parallel_for(n_chunks, plan.chunk_threads, [&](int64_t chunk, int worker) {
             const int64_t c0 = chunk * plan.kChunk;
             const int64_t c1 = min_of(c0 + plan.kChunk, round_up(valid, gemm_step<T>));
             load_inputs(net, X, m0, valid, plan, c0, c1);
@@ -118,14 +117,14 @@ void frozen_hidden(const NetSpec& net, const T* theta, const T* direction, const
                 T* dz = hidden_dz + maps.at(k, m0);
                 const T* slope = pattern.slope + maps.at(k, m0);
                 T* dH = k + 1 < L ? plan.dH[k] : nullptr;
-                Left<T> dW = plan.forward_left(net, direction, k);
+                Left<T> dW = plan.forward_left(net, direction, k, worker);
                 dW.panels = nullptr;  // the panels hold theta's weights
                 gemm_columns(dW, plan.H[k - 1], plan.ld, c0, c1,
                              TangentEpilogue<T>{direction + layer_offsets(net.widths, k).bias, dz, slope, pattern.ld,
                                                 k == 1 ? dH : nullptr, plan.ld},
                              plan.worker_pack(worker));
                 if (k > 1)
-                    gemm_columns(plan.forward_left(net, theta, k), plan.dH[k - 1], plan.ld, c0, c1,
+                    gemm_columns(plan.forward_left(net, theta, k, worker), plan.dH[k - 1], plan.ld, c0, c1,
                                  TangentEpilogue<T>{nullptr, dz, slope, pattern.ld, dH, plan.ld}, plan.worker_pack(worker));
             }
         });
