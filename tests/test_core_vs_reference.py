@@ -133,6 +133,23 @@ def test_wide_layers_are_bitwise_identical_for_any_thread_count():
         assert np.array_equal(out, results[0][1])
 
 
+def test_workers_sharing_one_copy_of_large_weight_panels_agree_with_one_thread():
+    """Each worker of a call reads its own copy of the weight panels, up to 64 MiB of copies;
+    3000 x 3000 float32 weights (36 MB of panels) leave one copy that both threads share."""
+    widths = (3000, 3000, 1)
+    net = gengrad.Network(widths, "relu")
+    theta, X, Y = (a.astype(np.float32) for a in kink_problem(widths, 600, seed=24))
+    before = gengrad.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2):
+            gengrad.set_num_threads(n)
+            results.append(net.risk_and_gradient(theta, X, Y))
+    finally:
+        gengrad.set_num_threads(before)
+    assert results[1][0] == results[0][0] and np.array_equal(results[1][1], results[0][1])
+
+
 def test_a_non_finite_value_is_found_in_any_piece_of_a_large_input():
     """The finiteness check of large arrays runs in pieces on the core's threads; the first bad
     value is reported, whichever piece holds it."""

@@ -137,6 +137,7 @@ enum class Passes { forward, gradient, tangent };
 // Weight panels (Left::panels) cost one copy of the weights per call; they pay from a few
 // hundred samples per block.
 constexpr int64_t kPanelMinSamples = 256;
+constexpr int64_t kPanelCopiesBytes = int64_t(64) << 20;
 
 inline double forward_work(const NetSpec& net, int64_t columns) {
     double work = 0;
@@ -156,9 +157,12 @@ struct BlockPlan {
     // Weight panels, one copy per worker of the chunk loops, each packed once per call: with one
     // copy that both cores streamed for every chunk, (784, 512, 512, 10) at 1024 samples took
     // 11.4 ms in float32 on 2 threads, with a copy each 10.7 (the packing's cost included).
+    // Copies beyond kPanelCopiesBytes are shared by several workers (a many-core machine would
+    // otherwise hold a copy per chunk of a block: 8 for that network).
     T* forward_panels[kMaxLayers + 1];     // W_k packed as Left panels (worker 0's copy), or null
     T* backward_panels[kMaxLayers + 1];    // W_k^T packed (k >= 2, gradients only), or null
-    int64_t panel_copy;                    // elements from one worker's copy to the next
+    int64_t panel_copy;                    // elements from one copy to the next
+    int panel_copies;                      // worker w reads copy w % panel_copies
     T* delta_panels[kMaxLayers + 1];       // D_k packed for weight_gradient (panel_gradient), or null
     double* losses;                        // per sample of the block
     T* pack;                               // per worker: packing scratch (see pack_depth)
@@ -203,8 +207,9 @@ struct BlockPlan {
         chunk_threads = threads_for(forward_work(net, ld) * (passes == Passes::forward ? 1 : 2));
         const int64_t pack_elements = pack_stride * threads;
         panel_copy = weight_panels;
+        panel_copies = int(max_of(1, min_of(chunk_threads, kPanelCopiesBytes / max_of(1, weight_panels * int64_t(sizeof(T))))));
         char* base = static_cast<char*>(thread_workspace(
-            size_t(per_sample * ld + pack_elements + weight_panels * chunk_threads + delta_panels_elements) * sizeof(T) +
+            size_t(per_sample * ld + pack_elements + weight_panels * panel_copies + delta_panels_elements) * sizeof(T) +
             size_t(block) * sizeof(double)));
         T* next = reinterpret_cast<T*>(base);
         input = next;
@@ -234,7 +239,7 @@ struct BlockPlan {
             forward_panels[k] = take(sizes.forward);
             backward_panels[k] = take(sizes.backward);
         }
-        next += weight_panels * (chunk_threads - 1);
+        next += weight_panels * (panel_copies - 1);
         for (int64_t k = 1; k <= L; ++k) delta_panels[k] = take(layer_panels(net, k, passes).delta);
         losses = reinterpret_cast<double*>(next);
     }
@@ -268,9 +273,9 @@ struct BlockPlan {
         const LayerOffsets lay = layer_offsets(net.widths, k);
         return {weights + lay.weight, 1, lay.cols, lay.cols, lay.rows, copy_of(backward_panels[k], worker)};
     }
-    T* copy_of(T* panels, int worker) const { return panels ? panels + worker * panel_copy : nullptr; }
+    T* copy_of(T* panels, int worker) const { return panels ? panels + worker % panel_copies * panel_copy : nullptr; }
 
-    // Fills every worker's copy of the weight panels from theta, a panel per task.
+    // Fills every copy of the weight panels from theta, a panel per task.
     void pack_weights(const NetSpec& net, const T* theta) const {
         Left<T> lefts[2 * kMaxLayers];
         TaskGroups tasks;  // group g: the panels of lefts[g] (worker 0's copy)
@@ -286,11 +291,11 @@ struct BlockPlan {
         }
         // A copied value costs about as much as a few dozen multiply-adds.
         const int64_t per_copy = tasks.total();
-        parallel_for(per_copy * chunk_threads, threads_for(32 * elements * chunk_threads), [&](int64_t task, int) {
-            const int worker = int(task / per_copy);
+        parallel_for(per_copy * panel_copies, threads_for(32 * elements * panel_copies), [&](int64_t task, int) {
+            const int64_t copy = task / per_copy;
             task %= per_copy;
             const Left<T>& left = lefts[tasks.group_of(task)];
-            pack_panel(left, task * kGemmRows, const_cast<T*>(left.panels) + worker * panel_copy);
+            pack_panel(left, task * kGemmRows, const_cast<T*>(left.panels) + copy * panel_copy);
         });
     }
 };
