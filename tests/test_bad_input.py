@@ -1,4 +1,8 @@
 """Bad input gets a TypeError/ValueError that names the argument; nothing crashes."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -176,6 +180,27 @@ def test_threads_and_isa_arguments():
     for isa in set(info["isas_built"]) - set(info["isas_supported"]):
         with pytest.raises(ValueError, match="not supported by this CPU"):
             gengrad.select_isa(isa)
+
+
+@pytest.mark.parametrize("value", ["neon9", "AVX2", "avx2 "])
+def test_a_bad_isa_variable_fails_the_import_naming_it(value):
+    """A mistyped GENGRAD_ISA used to be ignored silently: the default build ran instead."""
+    done = subprocess.run([sys.executable, "-c", "import gengrad"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "GENGRAD_ISA": value})
+    assert done.returncode != 0
+    assert f"GENGRAD_ISA='{value}': unknown isa '{value}'; expected 'auto' or one of" in done.stderr
+
+
+def test_an_isa_variable_the_cpu_cannot_run_fails_the_import():
+    info = gengrad.build_info()
+    for isa in set(info["isas_built"]) - set(info["isas_supported"]):
+        done = subprocess.run([sys.executable, "-c", "import gengrad"], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "GENGRAD_ISA": isa})
+        assert done.returncode != 0 and f"GENGRAD_ISA='{isa}': isa '{isa}' is not supported by this CPU" in done.stderr
+    for isa in info["isas_supported"] + ["auto", ""]:  # empty: unset
+        done = subprocess.run([sys.executable, "-c", "import gengrad; print(gengrad.build_info()['isa'])"],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "GENGRAD_ISA": isa})
+        assert done.returncode == 0 and done.stdout.strip() == (isa or "auto").replace("auto", info["isas_supported"][-1])
 
 
 @pytest.mark.parametrize("n", [2**62, 10**30])

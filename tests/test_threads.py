@@ -146,14 +146,18 @@ def test_environment_variable_out_of_range_fails_the_import_naming_it(value):
     assert f"GENGRAD_NUM_THREADS='{value}': expected an integer from 1 to" in done.stderr
 
 
-def test_the_command_reports_a_bad_environment_variable_in_one_line():
+@pytest.mark.parametrize("variable, value, message", [
+    ("GENGRAD_NUM_THREADS", "abc", "expected an integer from 1 to 1024"),
+    ("GENGRAD_ISA", "avx3", "unknown isa 'avx3'; expected 'auto' or one of "),
+])
+def test_the_command_reports_a_bad_environment_variable_in_one_line(variable, value, message):
     command = shutil.which("gengrad", path=os.path.dirname(sys.executable))
     if command is None:
         pytest.skip("the gengrad command is not installed beside this Python")
     done = subprocess.run([command, "info"], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "GENGRAD_NUM_THREADS": "abc"})
+                          env={**os.environ, variable: value})
     assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr == "gengrad: GENGRAD_NUM_THREADS='abc': expected an integer from 1 to 1024\n"
+    assert done.stderr.startswith(f"gengrad: {variable}='{value}': {message}") and done.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize("value", ["3", " 3", "3 "])

@@ -39,11 +39,12 @@ const IsaKernels* best_supported() {
 }
 
 const IsaKernels* initial_kernels() {
-    if (const char* forced = std::getenv("GENGRAD_ISA")) {
+    if (const char* forced = std::getenv("GENGRAD_ISA"); forced && *forced) {
         try {
             return &select_kernels(forced);
         } catch (const std::exception&) {
-            // An unusable GENGRAD_ISA must not make the import fail; build_info() shows the choice.
+            // Nothing may throw while the library loads: the import fails afterwards, naming the
+            // variable (check_isa_environment).
         }
     }
     return best_supported();
@@ -73,6 +74,16 @@ std::vector<std::string> supported_isas() {
 }
 
 const IsaKernels& kernels() { return *g_kernels.load(std::memory_order_relaxed); }
+
+void check_isa_environment() {
+    const char* forced = std::getenv("GENGRAD_ISA");
+    if (!forced || !*forced) return;  // unset, as for GENGRAD_NUM_THREADS
+    try {
+        select_kernels(forced);
+    } catch (const std::invalid_argument& error) {
+        throw std::invalid_argument("GENGRAD_ISA='" + std::string(forced) + "': " + error.what());
+    }
+}
 
 const IsaKernels& select_kernels(const std::string& isa) {
     if (isa == "auto") {

@@ -15,6 +15,7 @@ using gengrad::python::Model;
 PYBIND11_MODULE(_core, m) {
     m.doc() = "gengrad's C++ core: forward passes, risks, generalized gradients, approximate gradients, kink counts";
     gengrad::threads_from_environment();  // a bad GENGRAD_NUM_THREADS fails the import, naming it
+    gengrad::check_isa_environment();     // and so does a bad GENGRAD_ISA
     gengrad::num_threads();               // and the count is the one at import, not at the first call
     py::class_<Model> model(m, "Model");
     model

@@ -13,7 +13,8 @@ try:
     from . import _core
 except ImportError as error:
     # The `gengrad` command imports this package before its own code runs, so it cannot catch
-    # this (a bad GENGRAD_NUM_THREADS): it gets one line and status 2 as for its other errors.
+    # this (a bad GENGRAD_NUM_THREADS or GENGRAD_ISA): it gets one line and status 2 as for its
+    # other errors.
     if os.path.basename(sys.argv[0]) == "gengrad" and "GENGRAD_" in str(error):
         print(f"gengrad: {error}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -48,5 +49,5 @@ def workspace_bytes() -> int:
 def select_isa(isa: str = "auto") -> str:
     """Use the kernel build for ``isa`` ("sse2", "avx2", "avx512" on x86-64, or "auto" for the
     best this CPU supports); returns the name in use. The environment variable GENGRAD_ISA sets
-    it at import."""
+    it at import; a name this would refuse fails the import, naming the variable."""
     return _core.select_isa(isa)

@@ -17,6 +17,9 @@ std::vector<std::string> supported_isas();
 const IsaKernels& kernels();
 // "auto" or a build name; throws std::invalid_argument if unknown or unsupported by the CPU.
 const IsaKernels& select_kernels(const std::string& isa);
+// Throws std::invalid_argument naming GENGRAD_ISA if it is set to a build that select_kernels
+// refuses. Called at import: a mistyped or unusable name must not pass for the default build.
+void check_isa_environment();
 // The bytes of scratch memory the kernels hold now, over all threads (reused across calls).
 std::size_t workspace_bytes();
 
