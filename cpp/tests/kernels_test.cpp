@@ -9,12 +9,14 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "gengrad/checks.hpp"
 #include "gengrad/dispatch.hpp"
 #include "gengrad/layout.hpp"
 #include "gengrad/parallel.hpp"
@@ -351,7 +353,42 @@ void test_new_helpers_join_their_first_job() {
 
 }  // namespace
 
+// The finiteness check against std::isfinite, value by value: every special value at every
+// position of arrays that end inside and at the edges of its vectors and blocks, and finite
+// values whose bits come closest to a non-finite pattern (a double's lower word all ones or
+// shaped like an exponent, the largest finite values, signed zeros and subnormals).
+template <class T, class Bits>
+void test_first_non_finite(const std::vector<Bits>& specials, const std::vector<Bits>& finite_edges) {
+    const char* type = sizeof(T) == 4 ? "float32" : "float64";
+    for (const int64_t n : {1, 2, 3, 5, 1023, 1024, 1025, 2049}) {
+        std::vector<T> values(n);
+        for (int64_t i = 0; i < n; ++i) {
+            const Bits bits = finite_edges[i % finite_edges.size()];
+            std::memcpy(&values[i], &bits, sizeof bits);
+        }
+        bool all_finite = true;
+        for (const T v : values) all_finite = all_finite && std::isfinite(v);
+        check(all_finite && gengrad::portable::first_non_finite(values.data(), n) == -1,
+              std::string(type) + ": a finite edge value counted as non-finite, n=" + std::to_string(n));
+        for (const Bits special : specials)
+            for (const int64_t at : {int64_t(0), int64_t(1), n / 2, n - 2, n - 1, int64_t(1023), int64_t(1024)}) {
+                if (at < 0 || at >= n) continue;
+                std::vector<T> bad = values;
+                std::memcpy(&bad[at], &special, sizeof special);
+                if (at + 1 < n) std::memcpy(&bad[n - 1], &special, sizeof special);  // a later one too
+                check(!std::isfinite(bad[at]) && gengrad::portable::first_non_finite(bad.data(), n) == at,
+                      std::string(type) + ": non-finite value missed at " + std::to_string(at) + " of " + std::to_string(n));
+            }
+    }
+}
+
 int main() {
+    test_first_non_finite<float, uint32_t>({0x7f800000u, 0xff800000u, 0x7fc00000u, 0x7f800001u, 0xffffffffu},
+                                           {0x7f7fffffu, 0xff7fffffu, 0u, 0x80000000u, 1u, 0x3f800000u});
+    test_first_non_finite<double, uint64_t>(
+        {0x7ff0000000000000u, 0xfff0000000000000u, 0x7ff8000000000000u, 0x7ff0000000000001u, 0xffffffffffffffffu},
+        {0x7fefffffffffffffu, 0xffefffffffffffffu, 0x00000000ffffffffu, 0x000000007ff00000u, 0x3ff00000ffffffffu,
+         0u, 0x8000000000000000u, 1u});
     test_new_helpers_join_their_first_job();
     std::vector<Net> nets = {
         make_net("relu", {1, 1}, gengrad::LossKind::squared_error),
