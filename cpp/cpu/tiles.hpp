@@ -88,9 +88,24 @@ struct Left {
     }
 };
 
-// out[p*h + r] = A[r*row + p*col] for p < K, r < h: rows r < valid of A, zeros below them.
+// out[p*h + r] = A[r*row + p*col] for p < K, r < h: rows r < valid of A, zeros below them. The
+// transposes of the weight gradient's input panels (col 1, h and K multiples of lanes) go by
+// lanes x lanes blocks in registers: value by value they cost a load and a store each, 8 % of
+// the weight gradient's time. (12-row panels by such blocks, with partial stores, were slower
+// than value by value; so was the input transpose of load_inputs, which waits on memory.)
 template <class T>
 void pack_rows(const T* A, std::ptrdiff_t row, std::ptrdiff_t col, int64_t h, int64_t valid, int64_t K, T* out) {
+    constexpr int64_t N = lanes<T>;
+    if (col == 1 && h % N == 0 && K % N == 0) {
+        for (int64_t p0 = 0; p0 < K; p0 += N)
+            for (int64_t r0 = 0; r0 < h; r0 += N) {
+                vec<T> block[N];
+                for (int64_t i = 0; i < N; ++i) block[i] = r0 + i < valid ? load(A + (r0 + i) * row + p0) : vec<T>{};
+                transpose<T>(block);
+                for (int64_t i = 0; i < N; ++i) store(out + (p0 + i) * h + r0, block[i]);
+            }
+        return;
+    }
     for (int64_t p = 0; p < K; ++p)
         for (int64_t r = 0; r < h; ++r) out[p * h + r] = r < valid ? A[r * row + p * col] : T(0);
 }

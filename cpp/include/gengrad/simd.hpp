@@ -3,7 +3,9 @@
 // source serves every build in CMakeLists.txt. (Wider-than-register vectors are lowered
 // piecewise by GCC and ran 5-10x slower here.) The tile shapes below fit each register file.
 #pragma once
+#include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "gengrad/host_device.hpp"
 #include "gengrad/isa_namespace.hpp"
@@ -65,6 +67,42 @@ inline T hsum(vec<T> v) {
     for (int width = lanes<T> / 2; width >= 1; width /= 2)
         for (int i = 0; i < width; ++i) buf[i] += buf[i + width];
     return buf[0];
+}
+
+// Lane indices for __builtin_shuffle: integers as wide as T, as many as its lanes.
+template <class T>
+struct IndexOf;
+template <>
+struct IndexOf<float> {
+    typedef int32_t type __attribute__((vector_size(kVectorBytes)));
+};
+template <>
+struct IndexOf<double> {
+    typedef int64_t type __attribute__((vector_size(kVectorBytes)));
+};
+
+// The lanes of two vectors a, b (b's numbered from `lanes`) in blocks of H: for every pair of
+// blocks 2H wide, a's first (or, `upper`, second) block, then b's.
+template <class T, int H, int... Lane>
+constexpr typename IndexOf<T>::type interleaved_blocks(std::integer_sequence<int, Lane...>, bool upper) {
+    return typename IndexOf<T>::type{(Lane / (2 * H) * 2 * H + Lane % (2 * H) % H + (upper ? H : 0) +
+                                      (Lane % (2 * H) < H ? 0 : lanes<T>))...};
+}
+
+// Transposes the lanes x lanes matrix whose rows are v[0..lanes): log2(lanes) stages, each of
+// which swaps the off-diagonal H x H blocks of every 2H x 2H diagonal block (H = lanes/2 .. 1).
+// A scalar transpose made each value a load and a store (about 2.5 cycles a value here).
+template <class T, int H = lanes<T> / 2>
+inline void transpose(vec<T>* v) {
+    constexpr auto lower = interleaved_blocks<T, H>(std::make_integer_sequence<int, lanes<T>>{}, false);
+    constexpr auto upper = interleaved_blocks<T, H>(std::make_integer_sequence<int, lanes<T>>{}, true);
+    for (int i = 0; i < lanes<T>; ++i) {
+        if (i & H) continue;
+        const vec<T> a = v[i], b = v[i + H];
+        v[i] = __builtin_shuffle(a, b, lower);
+        v[i + H] = __builtin_shuffle(a, b, upper);
+    }
+    if constexpr (H > 1) transpose<T, H / 2>(v);
 }
 
 // Applies a scalar function lane by lane: for transcendental functions, which the vector
