@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 
 #include "gengrad/host_device.hpp"
@@ -24,16 +25,10 @@ constexpr int kVectorBytes = 32, kGemmRows = 6, kGemmVectors = 2, kDotRows = 3, 
 constexpr int kVectorBytes = 16, kGemmRows = 6, kGemmVectors = 2, kDotRows = 3, kDotCols = 3;
 #endif
 
-// (An alias template cannot carry vector_size on a dependent type, hence the specialisations.)
-template <class T>
-struct VectorOf;
-template <>
-struct VectorOf<float> {
-    typedef float type __attribute__((vector_size(kVectorBytes)));
-};
-template <>
-struct VectorOf<double> {
-    typedef double type __attribute__((vector_size(kVectorBytes)));
+// (An alias template cannot carry vector_size on a dependent type; a member typedef can.)
+template <class Element>
+struct VectorOf {
+    typedef Element type __attribute__((vector_size(kVectorBytes)));
 };
 template <class T>
 using vec = typename VectorOf<T>::type;
@@ -71,21 +66,13 @@ inline T hsum(vec<T> v) {
 
 // Lane indices for __builtin_shuffle: integers as wide as T, as many as its lanes.
 template <class T>
-struct IndexOf;
-template <>
-struct IndexOf<float> {
-    typedef int32_t type __attribute__((vector_size(kVectorBytes)));
-};
-template <>
-struct IndexOf<double> {
-    typedef int64_t type __attribute__((vector_size(kVectorBytes)));
-};
+using lane_indices = vec<typename std::conditional<sizeof(T) == 4, int32_t, int64_t>::type>;
 
 // The lanes of two vectors a, b (b's numbered from `lanes`) in blocks of H: for every pair of
 // blocks 2H wide, a's first (or, `upper`, second) block, then b's.
 template <class T, int H, int... Lane>
-constexpr typename IndexOf<T>::type interleaved_blocks(std::integer_sequence<int, Lane...>, bool upper) {
-    return typename IndexOf<T>::type{(Lane / (2 * H) * 2 * H + Lane % (2 * H) % H + (upper ? H : 0) +
+constexpr lane_indices<T> interleaved_blocks(std::integer_sequence<int, Lane...>, bool upper) {
+    return lane_indices<T>{(Lane / (2 * H) * 2 * H + Lane % (2 * H) % H + (upper ? H : 0) +
                                       (Lane % (2 * H) < H ? 0 : lanes<T>))...};
 }
 
