@@ -161,7 +161,7 @@ struct BlockPlan {
     // otherwise hold a copy per chunk of a block: 8 for that network).
     T* forward_panels[kMaxLayers + 1];     // W_k packed as Left panels (worker 0's copy), or null
     T* backward_panels[kMaxLayers + 1];    // W_k^T packed (k >= 2, gradients only), or null
-    int64_t panel_copy;                    // elements from one copy to the next
+    int64_t panel_copy;                    // elements from one copy to the next (whole vectors)
     int panel_copies;                      // worker w reads copy w % panel_copies
     T* delta_panels[kMaxLayers + 1];       // D_k packed for weight_gradient (panel_gradient), or null
     double* losses;                        // per sample of the block
@@ -206,10 +206,10 @@ struct BlockPlan {
         threads = int(min_of(call_threads(), chunks(block)));
         chunk_threads = threads_for(forward_work(net, ld) * (passes == Passes::forward ? 1 : 2));
         const int64_t pack_elements = pack_stride * threads;
-        panel_copy = weight_panels;
+        panel_copy = round_up(weight_panels, lanes<T>);
         panel_copies = int(max_of(1, min_of(chunk_threads, kPanelCopiesBytes / max_of(1, weight_panels * int64_t(sizeof(T))))));
         char* base = static_cast<char*>(thread_workspace(
-            size_t(per_sample * ld + pack_elements + weight_panels * panel_copies + delta_panels_elements) * sizeof(T) +
+            size_t(per_sample * ld + pack_elements + panel_copy * panel_copies + delta_panels_elements) * sizeof(T) +
             size_t(block) * sizeof(double)));
         T* next = reinterpret_cast<T*>(base);
         input = next;
@@ -239,7 +239,7 @@ struct BlockPlan {
             forward_panels[k] = take(sizes.forward);
             backward_panels[k] = take(sizes.backward);
         }
-        next += weight_panels * (panel_copies - 1);
+        next += panel_copy * panel_copies - weight_panels;
         for (int64_t k = 1; k <= L; ++k) delta_panels[k] = take(layer_panels(net, k, passes).delta);
         losses = reinterpret_cast<double*>(next);
     }
