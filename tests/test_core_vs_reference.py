@@ -133,6 +133,17 @@ def test_wide_layers_are_bitwise_identical_for_any_thread_count():
         assert np.array_equal(out, results[0][1])
 
 
+def test_an_odd_number_of_float32_panel_values_matches_reference():
+    """17 x 65 weights packed into panels: 1105 float32 values, after which the per-sample
+    losses (doubles) must still start aligned (UBSan, .ci/sanitizers, found them 4 bytes off)."""
+    widths = (65, 17, 1)
+    net = gengrad.Network(widths, "relu")
+    theta, X, Y = random_problem(widths, 300, seed=25)
+    G = reference.generalized_gradient(theta, widths, net.activation, X, Y)
+    G32 = net.gradient(*(a.astype(np.float32) for a in (theta, X, Y)))
+    assert relative_error(G32, G) <= 1e-4
+
+
 def test_workers_sharing_one_copy_of_large_weight_panels_agree_with_one_thread():
     """Each worker of a call reads its own copy of the weight panels, up to 64 MiB of copies;
     3000 x 3000 float32 weights (36 MB of panels) leave one copy that both threads share."""

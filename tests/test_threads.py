@@ -160,6 +160,17 @@ def test_the_command_reports_a_bad_environment_variable_in_one_line(variable, va
     assert done.stderr.startswith(f"gengrad: {variable}='{value}': {message}") and done.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize("module", ["gengrad", "gengrad.cli"])
+def test_python_m_reports_a_bad_environment_variable_in_one_line(module):
+    """Under `python -m` the package loads while argv[0] is "-m"; a newline in the value stays
+    escaped, so the report is one line."""
+    done = subprocess.run([sys.executable, "-m", module, "info"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "GENGRAD_ISA": "avx3\n"})
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == ("gengrad: GENGRAD_ISA='avx3\\n': unknown isa 'avx3\\n'; expected 'auto' or one of "
+                           + ", ".join(gengrad.build_info()["isas_built"]) + "\n")
+
+
 @pytest.mark.parametrize("value", ["3", " 3", "3 "])
 def test_environment_variable_sets_the_count(value):
     done = run_python("import gengrad; print(gengrad.get_num_threads())", GENGRAD_NUM_THREADS=value)

@@ -38,8 +38,22 @@ const IsaKernels* best_supported() {
     return best;
 }
 
+// GENGRAD_ISA with the blanks around it dropped (GENGRAD_NUM_THREADS is read so too); false if
+// it is unset or empty.
+bool isa_from_environment(std::string& isa) {
+    const char* text = std::getenv("GENGRAD_ISA");
+    if (!text || !*text) return false;
+    const auto blank = [](char c) { return c == ' ' || c == '\t'; };
+    isa = text;
+    while (!isa.empty() && blank(isa.back())) isa.pop_back();
+    size_t first = 0;
+    while (first < isa.size() && blank(isa[first])) ++first;
+    isa.erase(0, first);
+    return true;
+}
+
 const IsaKernels* initial_kernels() {
-    if (const char* forced = std::getenv("GENGRAD_ISA"); forced && *forced) {
+    if (std::string forced; isa_from_environment(forced)) {
         try {
             return &select_kernels(forced);
         } catch (const std::exception&) {
@@ -76,12 +90,12 @@ std::vector<std::string> supported_isas() {
 const IsaKernels& kernels() { return *g_kernels.load(std::memory_order_relaxed); }
 
 void check_isa_environment() {
-    const char* forced = std::getenv("GENGRAD_ISA");
-    if (!forced || !*forced) return;  // unset, as for GENGRAD_NUM_THREADS
+    std::string forced;
+    if (!isa_from_environment(forced)) return;
     try {
         select_kernels(forced);
     } catch (const std::invalid_argument& error) {
-        throw std::invalid_argument("GENGRAD_ISA='" + std::string(forced) + "': " + error.what());
+        throw std::invalid_argument("GENGRAD_ISA='" + std::string(std::getenv("GENGRAD_ISA")) + "': " + error.what());
     }
 }
 

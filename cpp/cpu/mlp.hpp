@@ -241,6 +241,8 @@ struct BlockPlan {
         }
         next += panel_copy * panel_copies - weight_panels;
         for (int64_t k = 1; k <= L; ++k) delta_panels[k] = take(layer_panels(net, k, passes).delta);
+        // Every region above is whole vectors (ld, pack_stride and panel_copy are), so the
+        // doubles start aligned: an odd float32 panel count once left them 4 bytes off (UBSan).
         losses = reinterpret_cast<double*>(next);
     }
 

@@ -88,11 +88,13 @@ struct Left {
     }
 };
 
-// out[p*h + r] = A[r*row + p*col] for p < K, r < h: rows r < valid of A, zeros below them. The
-// transposes of the weight gradient's input panels (col 1, h and K multiples of lanes) go by
-// lanes x lanes blocks in registers: value by value they cost a load and a store each, 8 % of
-// the weight gradient's time. (12-row panels by such blocks, with partial stores, were slower
-// than value by value; so was the input transpose of load_inputs, which waits on memory.)
+// out[p*h + r] = A[r*row + p*col] for p < K, r < h: rows r < valid of A, zeros below them.
+// Transposes (col 1) whose h and K are multiples of lanes go by lanes x lanes blocks in
+// registers: the weight gradient's input panels (h = 2 lanes), where value by value cost a load
+// and a store each, 8 % of the weight gradient's time; and weight and delta panels whose height
+// happens to be such a multiple (SSE2 float64's 6 rows; a layer's last panel of 4 or 8 rows),
+// not timed apart. Blocks for every 12-row panel, with partial stores, were slower than value
+// by value on AVX-512, and so was the input transpose of load_inputs, which waits on memory.
 template <class T>
 void pack_rows(const T* A, std::ptrdiff_t row, std::ptrdiff_t col, int64_t h, int64_t valid, int64_t K, T* out) {
     constexpr int64_t N = lanes<T>;

@@ -14,9 +14,9 @@ try:
 except ImportError as error:
     # The `gengrad` command imports this package before its own code runs, so it cannot catch
     # this (a bad GENGRAD_NUM_THREADS or GENGRAD_ISA): it gets one line and status 2 as for its
-    # other errors.
-    if os.path.basename(sys.argv[0]) == "gengrad" and "GENGRAD_" in str(error):
-        print(f"gengrad: {error}", file=sys.stderr)
+    # other errors. Under `python -m gengrad.cli` argv[0] is still "-m" while the package loads.
+    if os.path.basename(sys.argv[0]) in ("gengrad", "-m") and "GENGRAD_" in str(error):
+        print("gengrad: " + str(error).replace("\n", "\\n"), file=sys.stderr)
         raise SystemExit(2) from None
     raise
 from . import activations, cuda, datasets, jobs, reference, sweeps, threads
