@@ -88,28 +88,35 @@ struct Left {
     }
 };
 
-// out[p*h + r] = A[r*row + p*col] for p < K, r < h: rows r < valid of A, zeros below them.
-// Transposes (col 1) whose h and K are multiples of lanes go by lanes x lanes blocks in
-// registers: the weight gradient's input panels (h = 2 lanes), where value by value cost a load
-// and a store each, 8 % of the weight gradient's time; and weight and delta panels whose height
-// happens to be such a multiple (SSE2 float64's 6 rows; a layer's last panel of 4 or 8 rows),
-// not timed apart. Blocks for every 12-row panel, with partial stores, were slower than value
-// by value on AVX-512, and so was the input transpose of load_inputs, which waits on memory.
+// out[p*out_row + r] = A[r*row + p*col] for p < K, r < h: rows r < valid of A, zeros below them
+// (out_row: h, a packed panel, unless given). Transposes (col 1) go by lanes x lanes blocks in
+// registers where h is a multiple of lanes, the last K % lanes columns value by value: the
+// weight gradient's input panels (h = 2 lanes), where value by value cost a load and a store
+// each, 8 % of the weight gradient's time; the inputs of a chunk (load_inputs); weight and delta
+// panels whose height happens to be such a multiple (SSE2 float64's 6 rows; a layer's last panel
+// of 4 or 8 rows), not timed apart. Blocks for every 12-row panel, with partial stores, were
+// slower than value by value on AVX-512. Each block of rows walks all K columns, so the rows are
+// read as lanes sequential streams: the inputs, read lanes columns (one cache line) of 64 rows
+// at a time, waited on memory for 7 % of a wide gradient's time (3.5 ns a value).
 template <class T>
-void pack_rows(const T* A, std::ptrdiff_t row, std::ptrdiff_t col, int64_t h, int64_t valid, int64_t K, T* out) {
+void pack_rows(const T* A, std::ptrdiff_t row, std::ptrdiff_t col, int64_t h, int64_t valid, int64_t K, T* out,
+               std::ptrdiff_t out_row = 0) {
     constexpr int64_t N = lanes<T>;
-    if (col == 1 && h % N == 0 && K % N == 0) {
-        for (int64_t p0 = 0; p0 < K; p0 += N)
-            for (int64_t r0 = 0; r0 < h; r0 += N) {
+    if (out_row == 0) out_row = h;
+    int64_t r_end = 0;
+    if (col == 1 && h % N == 0) {
+        for (; r_end < h; r_end += N)
+            for (int64_t p0 = 0; p0 + N <= K; p0 += N) {
                 vec<T> block[N];
-                for (int64_t i = 0; i < N; ++i) block[i] = r0 + i < valid ? load(A + (r0 + i) * row + p0) : vec<T>{};
+                for (int64_t i = 0; i < N; ++i)
+                    block[i] = r_end + i < valid ? load(A + (r_end + i) * row + p0) : vec<T>{};
                 transpose<T>(block);
-                for (int64_t i = 0; i < N; ++i) store(out + (p0 + i) * h + r0, block[i]);
+                for (int64_t i = 0; i < N; ++i) store(out + (p0 + i) * out_row + r_end, block[i]);
             }
-        return;
     }
-    for (int64_t p = 0; p < K; ++p)
-        for (int64_t r = 0; r < h; ++r) out[p * h + r] = r < valid ? A[r * row + p * col] : T(0);
+    const int64_t p_begin = r_end ? K / N * N : 0;  // the columns the blocks left
+    for (int64_t p = p_begin; p < K; ++p)
+        for (int64_t r = 0; r < h; ++r) out[p * out_row + r] = r < valid ? A[r * row + p * col] : T(0);
 }
 
 // The columns [p_begin, p_end) (default: all) of the panel of the row tile starting at i0 (a
