@@ -89,32 +89,55 @@ struct Left {
 };
 
 // out[p*out_row + r] = A[r*row + p*col] for p < K, r < h: rows r < valid of A, zeros below them
-// (out_row: h, a packed panel, unless given). Transposes (col 1) go by lanes x lanes blocks in
-// registers where h is a multiple of lanes, the last K % lanes columns value by value: the
-// weight gradient's input panels (h = 2 lanes), where value by value cost a load and a store
-// each, 8 % of the weight gradient's time; the inputs of a chunk (load_inputs); weight and delta
-// panels whose height happens to be such a multiple (SSE2 float64's 6 rows; a layer's last panel
-// of 4 or 8 rows), not timed apart. Blocks for every 12-row panel, with partial stores, were
-// slower than value by value on AVX-512. Each block of rows walks all K columns, so the rows are
-// read as lanes sequential streams: the inputs, read lanes columns (one cache line) of 64 rows
-// at a time, waited on memory for 7 % of a wide gradient's time (3.5 ns a value).
+// (out_row: h, a packed panel, unless given). Value by value a transpose costs a load and a
+// store each (8 % of the weight gradient's time for its input panels, 3 % of a wide gradient's
+// for the 12-row weight and delta panels), so transposes (col 1) go by lanes x lanes blocks in
+// registers (`transpose`), all but the last K % lanes columns:
+// - h a multiple of lanes (the weight gradient's input panels, 2 lanes; the inputs of a chunk,
+//   load_inputs): each block of rows walks all K columns, so the rows are read as lanes
+//   sequential streams. The inputs, read a cache line of each of 64 rows at a time, waited on
+//   memory for 7 % of a wide gradient's time (3.5 ns a value).
+// - otherwise, into a packed panel (12-row weight and delta panels): column by column, each
+//   column's last rows stored as a whole vector whose extra lanes fall on the next columns,
+//   which are stored after them. Stores of exactly the rows (masked) were slower than value by
+//   value; only the columns whose vector would pass the end of the call's columns get one, since
+//   pack_deltas fills the columns of one panel from several threads.
 template <class T>
 void pack_rows(const T* A, std::ptrdiff_t row, std::ptrdiff_t col, int64_t h, int64_t valid, int64_t K, T* out,
                std::ptrdiff_t out_row = 0) {
     constexpr int64_t N = lanes<T>;
     if (out_row == 0) out_row = h;
-    int64_t r_end = 0;
+    valid = min_of(valid, h);
+    const auto transposed = [&](int64_t r0, int64_t p0, vec<T>* block) {  // block[i]: column p0 + i, rows r0..
+        for (int64_t i = 0; i < N; ++i) block[i] = r0 + i < valid ? load(A + (r0 + i) * row + p0) : vec<T>{};
+        transpose<T>(block);
+    };
+    int64_t p_begin = 0;  // the first column left to the scalar loop
     if (col == 1 && h % N == 0) {
-        for (; r_end < h; r_end += N)
+        for (int64_t r0 = 0; r0 < h; r0 += N)
             for (int64_t p0 = 0; p0 + N <= K; p0 += N) {
                 vec<T> block[N];
-                for (int64_t i = 0; i < N; ++i)
-                    block[i] = r_end + i < valid ? load(A + (r_end + i) * row + p0) : vec<T>{};
-                transpose<T>(block);
-                for (int64_t i = 0; i < N; ++i) store(out + (p0 + i) * out_row + r_end, block[i]);
+                transposed(r0, p0, block);
+                for (int64_t i = 0; i < N; ++i) store(out + (p0 + i) * out_row + r0, block[i]);
             }
+        p_begin = K / N * N;
+    } else if (col == 1 && out_row == h) {
+        const int64_t last = h / N * N;  // the first row of the last, partial block of rows
+        for (int64_t p0 = 0; p0 + N <= K; p0 += N) {
+            vec<T> block[N];
+            transposed(last, p0, block);
+            for (int64_t i = 0; i < N; ++i) {
+                T* rows = out + (p0 + i) * h + last;
+                if ((p0 + i) * h + last + N <= K * h) store(rows, block[i]);
+                else std::memcpy(rows, &block[i], sizeof(T) * (h - last));
+            }
+            for (int64_t r0 = 0; r0 < last; r0 += N) {
+                transposed(r0, p0, block);
+                for (int64_t i = 0; i < N; ++i) store(out + (p0 + i) * h + r0, block[i]);
+            }
+        }
+        p_begin = K / N * N;
     }
-    const int64_t p_begin = r_end ? K / N * N : 0;  // the columns the blocks left
     for (int64_t p = p_begin; p < K; ++p)
         for (int64_t r = 0; r < h; ++r) out[p * out_row + r] = r < valid ? A[r * row + p * col] : T(0);
 }

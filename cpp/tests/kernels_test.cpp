@@ -20,6 +20,7 @@
 #include "gengrad/dispatch.hpp"
 #include "gengrad/layout.hpp"
 #include "gengrad/parallel.hpp"
+#include "../cpu/tiles.hpp"
 
 namespace {
 
@@ -382,6 +383,47 @@ void test_first_non_finite(const std::vector<Bits>& specials, const std::vector<
     }
 }
 
+// pack_rows (this file's build of it: 16-byte vectors, so 4 float32 or 2 float64 lanes) against
+// its definition, for heights below, at and above the lanes and not multiples of them, output
+// strides wider than the panel, rows beyond `valid`: every value written, nothing written
+// outside the rows of the panel or after its end. The columns of a panel are also packed as two
+// ranges, the later range first: a range's last column must not spill into the next range,
+// which another thread may be filling (pack_deltas).
+template <class T>
+void test_pack_rows() {
+    using gengrad::portable::pack_rows;
+    const T sentinel = T(-7.5);
+    std::mt19937 rng(5);
+    for (const int64_t h : {1, 2, 3, 4, 5, 6, 8, 12, 13, 16, 20})
+        for (const int64_t K : {1, 3, 4, 5, 8, 17, 33})
+            for (const int64_t valid : {h, h - 1, int64_t(0), h + 3})
+                for (const bool col_major : {false, true})
+                    for (const int64_t extra : {0, 5}) {
+                        const int64_t row = col_major ? 1 : K + 3, col = col_major ? h + 2 : 1;
+                        std::vector<T> A((h + 3) * (K + 3) + (h + 2) * K);
+                        for (T& a : A) a = T(std::uniform_int_distribution<int>(-9, 9)(rng));
+                        const int64_t out_row = h + extra;
+                        std::vector<T> out(K * out_row + 8, sentinel), expected = out;
+                        for (int64_t p = 0; p < K; ++p)
+                            for (int64_t r = 0; r < h; ++r)
+                                expected[p * out_row + r] = r < valid ? A[r * row + p * col] : T(0);
+                        pack_rows(A.data(), row, col, h, valid, K, out.data(), extra ? out_row : 0);
+                        const std::string where = std::string(sizeof(T) == 4 ? "float32" : "float64") +
+                                                  " h=" + std::to_string(h) + " K=" + std::to_string(K) +
+                                                  " valid=" + std::to_string(valid) + " col=" + std::to_string(col) +
+                                                  " out_row=" + std::to_string(out_row);
+                        check(out == expected, "pack_rows " + where);
+                        if (extra || K < 2) continue;
+                        std::vector<T> halves(out.size(), sentinel);
+                        const int64_t split = K / 2;
+                        pack_rows(A.data() + split * col, row, col, h, valid, K - split, halves.data() + split * h);
+                        const std::vector<T> second(halves.begin() + split * h, halves.end());
+                        pack_rows(A.data(), row, col, h, valid, split, halves.data());
+                        check(std::equal(second.begin(), second.end(), halves.begin() + split * h) && halves == expected,
+                              "pack_rows in two ranges " + where);
+                    }
+}
+
 int main() {
     test_first_non_finite<float, uint32_t>({0x7f800000u, 0xff800000u, 0x7fc00000u, 0x7f800001u, 0xffffffffu},
                                            {0x7f7fffffu, 0xff7fffffu, 0u, 0x80000000u, 1u, 0x3f800000u});
@@ -390,6 +432,8 @@ int main() {
         {0x7fefffffffffffffu, 0xffefffffffffffffu, 0x00000000ffffffffu, 0x000000007ff00000u, 0x3ff00000ffffffffu,
          0u, 0x8000000000000000u, 1u});
     test_new_helpers_join_their_first_job();
+    test_pack_rows<float>();
+    test_pack_rows<double>();
     std::vector<Net> nets = {
         make_net("relu", {1, 1}, gengrad::LossKind::squared_error),
         make_net("relu", {2, 5, 1}, gengrad::LossKind::squared_error),
