@@ -94,14 +94,15 @@ struct Left {
 // for the 12-row weight and delta panels), so transposes (col 1) go by lanes x lanes blocks in
 // registers (`transpose`), all but the last K % lanes columns:
 // - h a multiple of lanes (the weight gradient's input panels, 2 lanes; the inputs of a chunk,
-//   load_inputs): each block of rows walks all K columns, so the rows are read as lanes
-//   sequential streams. The inputs, read a cache line of each of 64 rows at a time, waited on
+//   load_inputs; a panel whose height happens to be one, as AVX-512 float64's last 8 rows):
+//   each block of rows walks all K columns, so the rows are read as lanes sequential streams.
+//   The inputs in strips of 16 columns, a cache line of each of 64 rows at a time, waited on
 //   memory for 7 % of a wide gradient's time (3.5 ns a value).
 // - otherwise, into a packed panel (12-row weight and delta panels): column by column, each
 //   column's last rows stored as a whole vector whose extra lanes fall on the next columns,
 //   which are stored after them. Stores of exactly the rows (masked) were slower than value by
-//   value; only the columns whose vector would pass the end of the call's columns get one, since
-//   pack_deltas fills the columns of one panel from several threads.
+//   value; only the columns whose vector would pass the end of the call's columns get a memcpy
+//   of exactly their rows, since pack_deltas fills the columns of one panel from several threads.
 template <class T>
 void pack_rows(const T* A, std::ptrdiff_t row, std::ptrdiff_t col, int64_t h, int64_t valid, int64_t K, T* out,
                std::ptrdiff_t out_row = 0) {

@@ -401,13 +401,14 @@ void test_pack_rows() {
                     for (const int64_t extra : {0, 5}) {
                         const int64_t row = col_major ? 1 : K + 3, col = col_major ? h + 2 : 1;
                         std::vector<T> A((h + 3) * (K + 3) + (h + 2) * K);
-                        for (T& a : A) a = T(std::uniform_int_distribution<int>(-9, 9)(rng));
-                        const int64_t out_row = h + extra;
-                        std::vector<T> out(K * out_row + 8, sentinel), expected = out;
+                        // no zeros in A: a stray lane (a zero row) left in place must show
+                        for (T& a : A) a = T(std::uniform_int_distribution<int>(1, 19)(rng));
+                        const int64_t out_row = h + extra, guard = 8;  // values before and after the panel
+                        std::vector<T> out(K * out_row + 2 * guard, sentinel), expected = out;
                         for (int64_t p = 0; p < K; ++p)
                             for (int64_t r = 0; r < h; ++r)
-                                expected[p * out_row + r] = r < valid ? A[r * row + p * col] : T(0);
-                        pack_rows(A.data(), row, col, h, valid, K, out.data(), extra ? out_row : 0);
+                                expected[guard + p * out_row + r] = r < valid ? A[r * row + p * col] : T(0);
+                        pack_rows(A.data(), row, col, h, valid, K, out.data() + guard, extra ? out_row : 0);
                         const std::string where = std::string(sizeof(T) == 4 ? "float32" : "float64") +
                                                   " h=" + std::to_string(h) + " K=" + std::to_string(K) +
                                                   " valid=" + std::to_string(valid) + " col=" + std::to_string(col) +
@@ -416,11 +417,9 @@ void test_pack_rows() {
                         if (extra || K < 2) continue;
                         std::vector<T> halves(out.size(), sentinel);
                         const int64_t split = K / 2;
-                        pack_rows(A.data() + split * col, row, col, h, valid, K - split, halves.data() + split * h);
-                        const std::vector<T> second(halves.begin() + split * h, halves.end());
-                        pack_rows(A.data(), row, col, h, valid, split, halves.data());
-                        check(std::equal(second.begin(), second.end(), halves.begin() + split * h) && halves == expected,
-                              "pack_rows in two ranges " + where);
+                        pack_rows(A.data() + split * col, row, col, h, valid, K - split, halves.data() + guard + split * h);
+                        pack_rows(A.data(), row, col, h, valid, split, halves.data() + guard);
+                        check(halves == expected, "pack_rows in two ranges " + where);
                     }
 }
 
@@ -452,6 +451,11 @@ int main() {
         test_frozen(net, 70);
     }
     test_builds_agree(nets[2], 20000, true);  // more than one block of samples
+    // Layers of >= 64 rows and columns from 256 samples: weight panels, delta panels that the
+    // chunks' tasks fill concurrently, the weight gradient as a product.
+    Net wide = make_net("relu", {70, 64, 65, 3}, gengrad::LossKind::squared_error);
+    for (const bool integer_valued : {false, true}) test_builds_agree(wide, 300, integer_valued);
+    test_ensemble_and_threads(wide, 300);
     test_counts_changed_during_calls(nets[2]);
     test_parallel_for();
     if (g_failures) {
