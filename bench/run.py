@@ -305,8 +305,9 @@ def main(argv=None):
                         help="comma-separated parts to run")
     parser.add_argument("--peers", default="torch,jax",
                         help="comma-separated peers to time beside gengrad (torch, jax, or none). "
-                             "JAX with x64 enabled left threads busy that slowed everything "
-                             "timed after it 10-100x here: time float64 with --peers torch")
+                             "On one machine JAX with x64 enabled left threads busy that slowed "
+                             "everything timed after it 10-100x (not on a later one); where float64 "
+                             "times jump after JAX's, time float64 with --peers torch")
     args = parser.parse_args(argv)
     parts = set(args.only.split(","))
     dtype = np.float32 if args.dtype == "float32" else np.float64
