@@ -113,7 +113,8 @@ void pack_rows(const T* A, std::ptrdiff_t row, std::ptrdiff_t col, int64_t h, in
         for (int64_t i = 0; i < N; ++i) block[i] = r0 + i < valid ? load(A + (r0 + i) * row + p0) : vec<T>{};
         transpose<T>(block);
     };
-    int64_t p_begin = 0;  // the first column left to the scalar loop
+    // the first column left to the scalar loop: the last K % N of a transpose, else all
+    const int64_t p_begin = col == 1 && (h % N == 0 || out_row == h) ? K / N * N : 0;
     if (col == 1 && h % N == 0) {
         for (int64_t r0 = 0; r0 < h; r0 += N)
             for (int64_t p0 = 0; p0 + N <= K; p0 += N) {
@@ -121,7 +122,6 @@ void pack_rows(const T* A, std::ptrdiff_t row, std::ptrdiff_t col, int64_t h, in
                 transposed(r0, p0, block);
                 for (int64_t i = 0; i < N; ++i) store(out + (p0 + i) * out_row + r0, block[i]);
             }
-        p_begin = K / N * N;
     } else if (col == 1 && out_row == h) {
         const int64_t last = h / N * N;  // the first row of the last, partial block of rows
         for (int64_t p0 = 0; p0 + N <= K; p0 += N) {
@@ -137,7 +137,6 @@ void pack_rows(const T* A, std::ptrdiff_t row, std::ptrdiff_t col, int64_t h, in
                 for (int64_t i = 0; i < N; ++i) store(out + (p0 + i) * h + r0, block[i]);
             }
         }
-        p_begin = K / N * N;
     }
     for (int64_t p = p_begin; p < K; ++p)
         for (int64_t r = 0; r < h; ++r) out[p * out_row + r] = r < valid ? A[r * row + p * col] : T(0);
