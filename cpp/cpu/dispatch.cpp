@@ -66,6 +66,16 @@ const IsaKernels* initial_kernels() {
 
 std::atomic<const IsaKernels*> g_kernels{initial_kernels()};
 
+bool per_worker_panels_pay() {
+#if GENGRAD_X86_KERNELS
+    __builtin_cpu_init();
+    return !__builtin_cpu_is("amd");
+#else
+    return true;
+#endif
+}
+std::atomic<bool> g_weight_panels_per_worker{per_worker_panels_pay()};
+
 struct AlignedFree {
     void operator()(void* p) const { std::free(p); }
 };
@@ -114,6 +124,15 @@ const IsaKernels& select_kernels(const std::string& isa) {
     for (const IsaKernels* k : all_kernels()) known += std::string(known.empty() ? "" : ", ") + k->isa;
     throw std::invalid_argument("unknown isa '" + isa + "'; expected 'auto' or one of " + known);
 }
+
+std::string select_weight_panels(const std::string& policy) {
+    if (policy == "auto") g_weight_panels_per_worker = per_worker_panels_pay();
+    else if (policy == "shared" || policy == "per_worker") g_weight_panels_per_worker = policy == "per_worker";
+    else throw std::invalid_argument("unknown weight panel policy '" + policy + "'; expected 'auto', 'shared' or 'per_worker'");
+    return weight_panels_per_worker() ? "per_worker" : "shared";
+}
+
+bool weight_panels_per_worker() { return g_weight_panels_per_worker.load(std::memory_order_relaxed); }
 
 namespace {
 std::atomic<std::size_t> g_workspace_bytes{0};

@@ -154,11 +154,12 @@ struct BlockPlan {
     T* Z[kMaxLayers + 1];                  // Z[k] for k = 1..L: pre-activations, then deltas
     T* H[kMaxLayers + 1];                  // H[k] for k = 1..L-1; H[0] = input
     T* dH[kMaxLayers + 1];                 // tangent passes only: dH[k] for k = 1..L-1
-    // Weight panels, one copy per worker of the chunk loops, each packed once per call: with one
-    // copy that both cores streamed for every chunk, (784, 512, 512, 10) at 1024 samples took
-    // 11.4 ms in float32 on 2 threads, with a copy each 10.7 (the packing's cost included).
-    // Copies beyond kPanelCopiesBytes are shared by several workers (a many-core machine would
-    // otherwise hold a copy per chunk of a block: 8 for that network).
+    // Weight panels, packed once per call: one copy that all workers of the chunk loops read, or
+    // where weight_panels_per_worker() one per worker (with one copy that both cores streamed for
+    // every chunk, (784, 512, 512, 10) at 1024 samples took 11.4 ms in float32 on 2 threads of an
+    // Intel Xeon, with a copy each 10.7). Copies beyond kPanelCopiesBytes are shared by several
+    // workers (a many-core machine would otherwise hold a copy per chunk of a block: 8 for that
+    // network).
     T* forward_panels[kMaxLayers + 1];     // W_k packed as Left panels (worker 0's copy), or null
     T* backward_panels[kMaxLayers + 1];    // W_k^T packed (k >= 2, gradients only), or null
     int64_t panel_copy;                    // elements from one copy to the next (whole vectors)
@@ -207,7 +208,8 @@ struct BlockPlan {
         chunk_threads = threads_for(forward_work(net, ld) * (passes == Passes::forward ? 1 : 2));
         const int64_t pack_elements = pack_stride * threads;
         panel_copy = round_up(weight_panels, lanes<T>);
-        panel_copies = int(max_of(1, min_of(chunk_threads, kPanelCopiesBytes / max_of(1, weight_panels * int64_t(sizeof(T))))));
+        const int64_t copies_fit = kPanelCopiesBytes / max_of(1, weight_panels * int64_t(sizeof(T)));
+        panel_copies = weight_panels_per_worker() ? int(max_of(1, min_of(chunk_threads, copies_fit))) : 1;
         char* base = static_cast<char*>(thread_workspace(
             size_t(per_sample * ld + pack_elements + panel_copy * panel_copies + delta_panels_elements) * sizeof(T) +
             size_t(block) * sizeof(double)));

@@ -41,6 +41,7 @@ PYBIND11_MODULE(_core, m) {
     m.attr("FAMILY_CODES") = codes(gengrad::kFamilyNames);
     m.attr("LOSS_CODES") = codes(gengrad::kLossNames);
     m.attr("MAX_LAYERS") = gengrad::kMaxLayers;
+    m.def("select_weight_panels", &gengrad::select_weight_panels, py::arg("policy"));
     m.def("select_isa", [](const std::string& isa) { return std::string(gengrad::select_kernels(isa).isa); }, py::arg("isa"));
     m.def("build_info", []() {
         py::dict info;
@@ -57,6 +58,7 @@ PYBIND11_MODULE(_core, m) {
         for (const auto* k : gengrad::all_kernels()) built.emplace_back(k->isa);
         info["isas_built"] = built;
         info["threads"] = gengrad::num_threads();
+        info["weight_panels"] = gengrad::weight_panels_per_worker() ? "per_worker" : "shared";
         info["max_threads"] = gengrad::kMaxThreads;
         return info;
     });

@@ -455,7 +455,11 @@ int main() {
     // chunks' tasks fill concurrently, the weight gradient as a product.
     Net wide = make_net("relu", {70, 64, 65, 3}, gengrad::LossKind::squared_error);
     for (const bool integer_valued : {false, true}) test_builds_agree(wide, 300, integer_valued);
-    test_ensemble_and_threads(wide, 300);
+    for (const char* policy : {"per_worker", "shared"}) {  // a copy of the weight panels per worker, or one
+        gengrad::select_weight_panels(policy);
+        test_ensemble_and_threads(wide, 300);
+    }
+    gengrad::select_weight_panels("auto");
     test_counts_changed_during_calls(nets[2]);
     test_parallel_for();
     if (g_failures) {

@@ -35,8 +35,10 @@ __all__ = ["__version__", "Network", "Ensemble", "activations", "reference", "sw
 
 
 def build_info() -> dict[str, Any]:
-    """The compiler, the instruction sets built and supported, the one in use, threads, and
-    under "cuda" whether the CUDA backend was built and how many devices it sees."""
+    """The compiler, the instruction sets built and supported, the one in use, threads, whether
+    the workers of a call share one copy of the packed weights ("weight_panels": "shared" on
+    AMD, "per_worker" elsewhere; docs/performance.md), and under "cuda" whether the CUDA
+    backend was built and how many devices it sees."""
     return {**_core.build_info(), "cuda": cuda.info()}
 
 
