@@ -7,7 +7,7 @@ import pytest
 
 import gengrad
 from conftest import ACTIVATION_IDS, ACTIVATIONS, kink_problem, random_problem, relative_error
-from gengrad import _core, reference
+from gengrad import reference
 
 
 @pytest.mark.parametrize("family", ["cubic", "sine", "softplus", "shifted_softplus"])
@@ -144,32 +144,34 @@ def test_an_odd_number_of_float32_panel_values_matches_reference():
     assert relative_error(G32, G) <= 1e-4
 
 
-@pytest.mark.parametrize("policy", ["per_worker", "shared"])
-@pytest.mark.parametrize("widths, M", [((3000, 3000, 1), 600), ((70, 300, 64, 3), 700)])
+@pytest.mark.parametrize("policy, widths, M", [("per_worker", (3000, 3000, 1), 600),
+                                               ("per_worker", (70, 300, 64, 3), 700),
+                                               ("shared", (70, 300, 64, 3), 700)])
 def test_both_weight_panel_policies_agree_with_one_thread(policy, widths, M):
-    """Each worker of a call reads its own copy of the weight panels (up to 64 MiB of copies;
+    """Each worker of a call reads its own copy of the weight panels (up to 64 MiB of copies:
     3000 x 3000 float32 weights, 36 MB of panels, leave one copy that both threads share), or
-    all read one copy (the default on AMD): either way bitwise the 1-thread result."""
+    all read one copy (the default on AMD): either way bitwise the 1-thread result.
+    test_memory.py checks that the policy is applied (per_worker holds one more copy)."""
     net = gengrad.Network(widths, "relu")
     theta, X, Y = (a.astype(np.float32) for a in kink_problem(widths, M, seed=24))
     before = gengrad.get_num_threads()
     try:
-        _core.select_weight_panels(policy)
+        gengrad.select_weight_panels(policy)
         results = []
         for n in (1, 2):
             gengrad.set_num_threads(n)
             results.append(net.risk_and_gradient(theta, X, Y))
     finally:
         gengrad.set_num_threads(before)
-        _core.select_weight_panels("auto")
+        gengrad.select_weight_panels("auto")
     assert results[1][0] == results[0][0] and np.array_equal(results[1][1], results[0][1])
 
 
 def test_a_weight_panel_policy_is_named_or_refused():
-    assert _core.select_weight_panels("auto") == gengrad.build_info()["weight_panels"]
+    assert gengrad.select_weight_panels("auto") == gengrad.build_info()["weight_panels"]
     with pytest.raises(ValueError, match="'per-worker'.*expected 'auto', 'shared' or 'per_worker'"):
-        _core.select_weight_panels("per-worker")
-    assert _core.select_weight_panels("auto") in ("shared", "per_worker")
+        gengrad.select_weight_panels("per-worker")
+    assert gengrad.build_info()["weight_panels"] in ("shared", "per_worker")
 
 
 def test_a_non_finite_value_is_found_in_any_piece_of_a_large_input():

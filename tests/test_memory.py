@@ -106,3 +106,32 @@ def test_wide_network_workspace_is_its_activations():
     assert one == four
     assert 3 * (2 * width + 2) * 8 <= one <= activations + 4096
     assert one < width * 64 * 8
+
+
+PANEL_WORKSPACE_OF = """
+import sys
+import numpy as np
+import gengrad
+gengrad.select_weight_panels(sys.argv[1])
+gengrad.set_num_threads(2)
+widths = (70, 300, 64, 3)
+net = gengrad.Network(widths)
+X = np.ones((700, 70), np.float32)
+net.gradient(net.init(0, np.float32), X, np.ones((700, 3), np.float32))
+print(gengrad.workspace_bytes())
+"""
+
+
+def test_a_copy_of_the_weight_panels_per_worker_holds_one_more_copy_on_two_threads():
+    """The weight panels of (70, 300, 64, 3) at 700 samples: W_1 (300 x 70) and W_2 (64 x 300)
+    forward, W_2^T backward, 59400 float32 values, rounded up to whole 64-byte vectors. With a
+    copy per worker two threads hold two copies, with one shared copy one (the policy is
+    applied, not only accepted); the buffer itself is rounded to 64 bytes."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, sys.path)))
+    held = {}
+    for policy in ("per_worker", "shared"):
+        run = subprocess.run([sys.executable, "-c", PANEL_WORKSPACE_OF, policy], env=env,
+                             capture_output=True, text=True, timeout=120, check=True)
+        held[policy] = int(run.stdout)
+    one_copy = -(-59400 * 4 // 64) * 64
+    assert abs(held["per_worker"] - held["shared"] - one_copy) < 64

@@ -126,10 +126,11 @@ const IsaKernels& select_kernels(const std::string& isa) {
 }
 
 std::string select_weight_panels(const std::string& policy) {
-    if (policy == "auto") g_weight_panels_per_worker = per_worker_panels_pay();
-    else if (policy == "shared" || policy == "per_worker") g_weight_panels_per_worker = policy == "per_worker";
-    else throw std::invalid_argument("unknown weight panel policy '" + policy + "'; expected 'auto', 'shared' or 'per_worker'");
-    return weight_panels_per_worker() ? "per_worker" : "shared";
+    if (policy != "auto" && policy != "shared" && policy != "per_worker")
+        throw std::invalid_argument("unknown weight panel policy '" + policy + "'; expected 'auto', 'shared' or 'per_worker'");
+    const bool per_worker = policy == "auto" ? per_worker_panels_pay() : policy == "per_worker";
+    g_weight_panels_per_worker = per_worker;
+    return per_worker ? "per_worker" : "shared";  // what this call set, whatever another thread sets
 }
 
 bool weight_panels_per_worker() { return g_weight_panels_per_worker.load(std::memory_order_relaxed); }

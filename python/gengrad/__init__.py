@@ -30,15 +30,16 @@ from .version import __version__
 
 threads.register_with_threadpoolctl()
 __all__ = ["__version__", "Network", "Ensemble", "activations", "reference", "sweep", "sweeps", "jobs", "cuda",
-           "build_info", "set_num_threads", "get_num_threads", "select_isa", "workspace_bytes",
+           "build_info", "set_num_threads", "get_num_threads", "select_isa", "select_weight_panels",
+           "workspace_bytes",
            "flow", "FlowResult", "train", "TrainResult", "datasets", "threads"]
 
 
 def build_info() -> dict[str, Any]:
     """The compiler, the instruction sets built and supported, the one in use, threads, whether
-    the workers of a call share one copy of the packed weights ("weight_panels": "shared" on
-    AMD, "per_worker" elsewhere; docs/performance.md), and under "cuda" whether the CUDA
-    backend was built and how many devices it sees."""
+    the workers of a call share one copy of the packed weights ("weight_panels", see
+    select_weight_panels), and under "cuda" whether the CUDA backend was built and how many
+    devices it sees."""
     return {**_core.build_info(), "cuda": cuda.info()}
 
 
@@ -53,3 +54,12 @@ def select_isa(isa: str = "auto") -> str:
     best this CPU supports); returns the name in use. The environment variable GENGRAD_ISA sets
     it at import; a name this would refuse fails the import, naming the variable."""
     return _core.select_isa(isa)
+
+
+def select_weight_panels(policy: str = "auto") -> str:
+    """Whether the threads of a call share one copy of the packed weights ("shared") or each
+    read its own ("per_worker"); "auto" chooses by CPU vendor: shared on AMD, per worker
+    elsewhere (measured on one machine of each, docs/performance.md). Results are bitwise the
+    same either way; only speed and memory (one copy of the weights per extra thread) differ.
+    Returns the policy set; an unknown name raises ValueError."""
+    return _core.select_weight_panels(policy)

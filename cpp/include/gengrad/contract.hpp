@@ -134,9 +134,11 @@ struct IsaKernels {
 // across calls, so the hot path does not allocate.
 void* thread_workspace(std::size_t bytes);
 // Whether each worker of a call's chunk loops reads its own copy of the weight panels
-// (cpu/mlp.hpp) or all read one. Measured on 2-core machines (docs/performance.md): a copy each
-// saved 6 % of the wide float32 gradient on an Intel Xeon; on AMD Zen 4 one shared copy saved
-// 2-8 %, the second copy's packing and cache footprint costing more than it saved there.
+// (cpu/mlp.hpp) or all read one. Measured on one 2-core machine of each vendor
+// (docs/performance.md): a copy each saved 6 % of the wide float32 gradient on an Intel Xeon;
+// on AMD Zen 4 one shared copy saved 2-5 % of the wide gradients (alternating in one process),
+// the second copy's packing and cache footprint costing more than it saved there, and was
+// level where the panels fit in L2. Two machines are all the default (shared on AMD) rests on.
 bool weight_panels_per_worker();
 
 }  // namespace gengrad

@@ -20,9 +20,9 @@ const IsaKernels& select_kernels(const std::string& isa);
 // Throws std::invalid_argument naming GENGRAD_ISA if it is set to a build that select_kernels
 // refuses. Called at import: a mistyped or unusable name must not pass for the default build.
 void check_isa_environment();
-// The weight panel policy of weight_panels_per_worker (contract.hpp): "auto" (AMD: shared, other
-// CPUs: per worker), "shared" or "per_worker"; throws std::invalid_argument otherwise. Returns
-// the policy in effect, "shared" or "per_worker".
+// The weight panel policy of weight_panels_per_worker (contract.hpp): "auto" (AMD: shared; other
+// CPUs, measured on Intel only: per worker), "shared" or "per_worker"; throws
+// std::invalid_argument otherwise. Returns the policy this call set, "shared" or "per_worker".
 std::string select_weight_panels(const std::string& policy);
 // The bytes of scratch memory the kernels hold now, over all threads (reused across calls).
 std::size_t workspace_bytes();
