@@ -88,9 +88,10 @@ print(gengrad.workspace_bytes())
 """
 
 
-def workspace_of(width, threads):
+def workspace_after(script, *args):
+    """gengrad.workspace_bytes() as `script` prints it in a fresh process, given args."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, sys.path)))
-    run = subprocess.run([sys.executable, "-c", WORKSPACE_OF, str(width), str(threads)], env=env,
+    run = subprocess.run([sys.executable, "-c", script, *map(str, args)], env=env,
                          capture_output=True, text=True, timeout=120, check=True)
     return int(run.stdout)
 
@@ -101,7 +102,7 @@ def test_wide_network_workspace_is_its_activations():
     padded to one vector step (at most 128 bytes), whatever the thread count. It used to add
     10^6 x 64 values of packing scratch per thread (512 MB each in float64)."""
     width = 10**6
-    one, four = workspace_of(width, 1), workspace_of(width, 4)
+    one, four = workspace_after(WORKSPACE_OF, width, 1), workspace_after(WORKSPACE_OF, width, 4)
     activations = (2 * width + 2) * 128
     assert one == four
     assert 3 * (2 * width + 2) * 8 <= one <= activations + 4096
@@ -127,11 +128,6 @@ def test_a_copy_of_the_weight_panels_per_worker_holds_one_more_copy_on_two_threa
     forward, W_2^T backward, 59400 float32 values, rounded up to whole 64-byte vectors. With a
     copy per worker two threads hold two copies, with one shared copy one (the policy is
     applied, not only accepted); the buffer itself is rounded to 64 bytes."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, sys.path)))
-    held = {}
-    for policy in ("per_worker", "shared"):
-        run = subprocess.run([sys.executable, "-c", PANEL_WORKSPACE_OF, policy], env=env,
-                             capture_output=True, text=True, timeout=120, check=True)
-        held[policy] = int(run.stdout)
+    held = {policy: workspace_after(PANEL_WORKSPACE_OF, policy) for policy in ("per_worker", "shared")}
     one_copy = -(-59400 * 4 // 64) * 64
     assert abs(held["per_worker"] - held["shared"] - one_copy) < 64

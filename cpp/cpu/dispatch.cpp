@@ -75,6 +75,7 @@ bool per_worker_panels_pay() {
 #endif
 }
 std::atomic<bool> g_weight_panels_per_worker{per_worker_panels_pay()};
+std::string weight_panel_policy_name(bool per_worker) { return per_worker ? "per_worker" : "shared"; }
 
 struct AlignedFree {
     void operator()(void* p) const { std::free(p); }
@@ -130,10 +131,12 @@ std::string select_weight_panels(const std::string& policy) {
         throw std::invalid_argument("unknown weight panel policy '" + policy + "'; expected 'auto', 'shared' or 'per_worker'");
     const bool per_worker = policy == "auto" ? per_worker_panels_pay() : policy == "per_worker";
     g_weight_panels_per_worker = per_worker;
-    return per_worker ? "per_worker" : "shared";  // what this call set, whatever another thread sets
+    return weight_panel_policy_name(per_worker);  // what this call set, whatever another thread sets
 }
 
 bool weight_panels_per_worker() { return g_weight_panels_per_worker.load(std::memory_order_relaxed); }
+
+std::string weight_panel_policy() { return weight_panel_policy_name(weight_panels_per_worker()); }
 
 namespace {
 std::atomic<std::size_t> g_workspace_bytes{0};

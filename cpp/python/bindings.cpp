@@ -58,7 +58,7 @@ PYBIND11_MODULE(_core, m) {
         for (const auto* k : gengrad::all_kernels()) built.emplace_back(k->isa);
         info["isas_built"] = built;
         info["threads"] = gengrad::num_threads();
-        info["weight_panels"] = gengrad::weight_panels_per_worker() ? "per_worker" : "shared";
+        info["weight_panels"] = gengrad::weight_panel_policy();
         info["max_threads"] = gengrad::kMaxThreads;
         return info;
     });

@@ -24,6 +24,8 @@ void check_isa_environment();
 // CPUs, measured on Intel only: per worker), "shared" or "per_worker"; throws
 // std::invalid_argument otherwise. Returns the policy this call set, "shared" or "per_worker".
 std::string select_weight_panels(const std::string& policy);
+// The policy in effect, "shared" or "per_worker".
+std::string weight_panel_policy();
 // The bytes of scratch memory the kernels hold now, over all threads (reused across calls).
 std::size_t workspace_bytes();
 
